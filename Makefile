@@ -1,0 +1,46 @@
+# Two commands: `make run` (try it) and `make test` (prove it). See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install install-dev lint demo-data services
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+install-dev: $(VENV)/.installed-dev
+
+run: $(VENV)/.installed-run
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py ensure_admin
+	HOST=$(HOST) PORT=$(PORT) scripts/serve.sh
+
+# Installs PostgreSQL, Chromium and Fashion-MNIST from Debian if missing, starts
+# PostgreSQL, and runs the whole suite against it (browser tests included).
+test: $(VENV)/.installed-dev
+	@url=$$(scripts/test-services.sh) && \
+	DATABASE_URL=$$url $(BIN)/pytest $(PYTEST_ARGS)
+
+services:
+	scripts/test-services.sh
+
+demo-data:
+	scripts/test-services.sh >/dev/null
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

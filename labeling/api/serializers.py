@@ -1,0 +1,68 @@
+"""Output serializers shared by several API views."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from labeling.models import Annotation, Image, LabelClass
+
+
+class LabelClassOutput(serializers.ModelSerializer):
+    class Meta:
+        model = LabelClass
+        fields = ["id", "name", "color", "key", "order", "is_active"]
+
+
+class ImageOutput(serializers.ModelSerializer):
+    label_name = serializers.CharField(source="label.name", allow_null=True, default=None)
+    file_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = [
+            "id",
+            "original_name",
+            "width",
+            "height",
+            "content_hash",
+            "source",
+            "split",
+            "label",
+            "label_name",
+            "created_at",
+            "file_url",
+            "thumbnail_url",
+        ]
+
+    def _url(self, image: Image, variant: str) -> str:
+        path = reverse("api:image-file", args=[image.project_id, image.pk])
+        if variant == "thumbnail":
+            path += "?variant=thumbnail"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_file_url(self, image: Image) -> str:
+        return self._url(image, "original")
+
+    def get_thumbnail_url(self, image: Image) -> str:
+        return self._url(image, "thumbnail")
+
+
+class AnnotationOutput(serializers.ModelSerializer):
+    label_name = serializers.CharField(source="label_class.name", allow_null=True, default=None)
+    annotator = serializers.CharField(source="annotator.username", allow_null=True, default=None)
+
+    class Meta:
+        model = Annotation
+        fields = [
+            "id",
+            "image",
+            "label_class",
+            "label_name",
+            "annotator",
+            "created_at",
+            "is_current",
+            "reverts",
+        ]

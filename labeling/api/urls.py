@@ -1,0 +1,26 @@
+from django.urls import path
+from rest_framework.authtoken.views import obtain_auth_token
+
+from labeling.api import views
+
+P = "projects/<int:project_id>"
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="token"),
+    path("projects/", views.ProjectListApi.as_view(), name="project-list"),
+    path(f"{P}/", views.ProjectDetailApi.as_view(), name="project-detail"),
+    path(f"{P}/members/", views.MemberListApi.as_view(), name="member-list"),
+    path(f"{P}/members/<int:member_id>/", views.MemberDetailApi.as_view(), name="member-detail"),
+    path(f"{P}/classes/", views.ClassListApi.as_view(), name="class-list"),
+    path(f"{P}/classes/<int:class_id>/", views.ClassDetailApi.as_view(), name="class-detail"),
+    path(f"{P}/images/", views.ImageListApi.as_view(), name="image-list"),
+    path(f"{P}/images/<int:image_id>/", views.ImageDetailApi.as_view(), name="image-detail"),
+    path(f"{P}/images/<int:image_id>/file/", views.ImageFileApi.as_view(), name="image-file"),
+    path(
+        f"{P}/images/<int:image_id>/annotations/",
+        views.AnnotationListApi.as_view(),
+        name="annotation-list",
+    ),
+    path(f"{P}/annotations/undo/", views.AnnotationUndoApi.as_view(), name="annotation-undo"),
+    path(f"{P}/queue/next/", views.QueueNextApi.as_view(), name="queue-next"),
+]

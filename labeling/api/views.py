@@ -1,0 +1,321 @@
+"""REST API v1 for the dataset. Views check access, call a service or selector, serialise."""
+
+from __future__ import annotations
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling import access, selectors, services
+from labeling.api.serializers import AnnotationOutput, ImageOutput, LabelClassOutput
+from labeling.models import Image, Membership
+from labeling.views import file_response
+
+
+class ProjectOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ProjectInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ProjectListApi(APIView):
+    @extend_schema(responses=ProjectOutput(many=True))
+    def get(self, request: Request) -> Response:
+        projects = selectors.project_list(user=request.user)
+        return Response(ProjectOutput(projects, many=True).data)
+
+    @extend_schema(request=ProjectInput, responses={201: ProjectOutput})
+    def post(self, request: Request) -> Response:
+        data = _valid(ProjectInput, request.data)
+        project = services.project_create(user=request.user, **data)
+        return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=ProjectOutput)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        return Response(ProjectOutput(project).data)
+
+    @extend_schema(request=ProjectUpdateInput, responses=ProjectOutput)
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.OWNERS
+        )
+        project = services.project_update(
+            project=project, **_valid(ProjectUpdateInput, request.data)
+        )
+        return Response(ProjectOutput(project).data)
+
+
+class MemberOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField(source="user.username")
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberInput(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberListApi(APIView):
+    @extend_schema(responses=MemberOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        return Response(MemberOutput(selectors.membership_list(project=project), many=True).data)
+
+    @extend_schema(request=MemberInput, responses={201: MemberOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.OWNERS
+        )
+        membership = services.membership_set(project=project, **_valid(MemberInput, request.data))
+        return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberRoleInput(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class MemberDetailApi(APIView):
+    @extend_schema(request=MemberRoleInput, responses=MemberOutput)
+    def patch(self, request: Request, project_id: int, member_id: int) -> Response:
+        membership = access.membership_access(
+            user=request.user, project_id=project_id, membership_id=member_id
+        )
+        membership = services.membership_set(
+            project=membership.project,
+            username=membership.user.username,
+            **_valid(MemberRoleInput, request.data),
+        )
+        return Response(MemberOutput(membership).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, project_id: int, member_id: int) -> Response:
+        membership = access.membership_access(
+            user=request.user, project_id=project_id, membership_id=member_id
+        )
+        services.membership_remove(membership=membership)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ClassInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+    key = serializers.RegexField(r"^[0-9a-zA-Z]$", required=False)
+
+
+class ClassListApi(APIView):
+    @extend_schema(responses=LabelClassOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        classes = selectors.label_class_list(project=project)
+        return Response(LabelClassOutput(classes, many=True).data)
+
+    @extend_schema(request=ClassInput, responses={201: LabelClassOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.CURATORS
+        )
+        label_class = services.label_class_create(
+            project=project, **_valid(ClassInput, request.data)
+        )
+        return Response(LabelClassOutput(label_class).data, status=status.HTTP_201_CREATED)
+
+
+class ClassUpdateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+    key = serializers.RegexField(r"^[0-9a-zA-Z]?$", required=False, allow_blank=True)
+    order = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
+    is_active = serializers.BooleanField(required=False)
+
+
+class ClassDetailApi(APIView):
+    @extend_schema(responses=LabelClassOutput)
+    def get(self, request: Request, project_id: int, class_id: int) -> Response:
+        label_class = access.label_class_access(
+            user=request.user, project_id=project_id, class_id=class_id
+        )
+        return Response(LabelClassOutput(label_class).data)
+
+    @extend_schema(request=ClassUpdateInput, responses=LabelClassOutput)
+    def patch(self, request: Request, project_id: int, class_id: int) -> Response:
+        label_class = access.label_class_access(
+            user=request.user, project_id=project_id, class_id=class_id, roles=access.CURATORS
+        )
+        label_class = services.label_class_update(
+            label_class=label_class, **_valid(ClassUpdateInput, request.data)
+        )
+        return Response(LabelClassOutput(label_class).data)
+
+
+class UploadInput(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+
+
+class UploadResultOutput(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["created", "duplicate", "rejected"])
+    message = serializers.CharField()
+    image_id = serializers.IntegerField(allow_null=True)
+
+
+class UploadOutput(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    results = UploadResultOutput(many=True)
+
+
+_image_filters = [
+    OpenApiParameter("label", str, description='A class id, "labeled" or "unlabeled".'),
+    OpenApiParameter("split", str, enum=Image.Split.values),
+    OpenApiParameter("source", str, enum=Image.Source.values),
+]
+
+
+class ImageListApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(parameters=_image_filters, responses=ImageOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        images = selectors.image_list(project=project, filters=request.query_params)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(images, request, view=self)
+        return paginator.get_paginated_response(
+            ImageOutput(page, many=True, context={"request": request}).data
+        )
+
+    @extend_schema(
+        request={"multipart/form-data": UploadInput},
+        responses={201: UploadOutput, 200: UploadOutput, 400: UploadOutput},
+        description="Upload images or zips (folders are class names). Every file is "
+        "reported on; good files are kept even when others in the batch are refused.",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.CURATORS
+        )
+        files = _valid(UploadInput, {"files": request.FILES.getlist("files")})["files"]
+        results = services.images_ingest(project=project, files=files, user=request.user)
+        tally = {
+            s: sum(r.status == s for r in results) for s in ("created", "duplicate", "rejected")
+        }
+        body = UploadOutput(
+            {
+                "created": tally["created"],
+                "duplicates": tally["duplicate"],
+                "rejected": tally["rejected"],
+                "results": results,
+            }
+        ).data
+        if tally["created"]:
+            code = status.HTTP_201_CREATED
+        elif tally["rejected"]:
+            code = status.HTTP_400_BAD_REQUEST
+        else:
+            code = status.HTTP_200_OK
+        return Response(body, status=code)
+
+
+class ImageDetailApi(APIView):
+    @extend_schema(responses=ImageOutput)
+    def get(self, request: Request, project_id: int, image_id: int) -> Response:
+        image = access.image_access(user=request.user, project_id=project_id, image_id=image_id)
+        return Response(ImageOutput(image, context={"request": request}).data)
+
+
+class ImageFileApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("variant", str, enum=["original", "thumbnail"])],
+        responses={(200, "image/*"): OpenApiTypes.BINARY},
+    )
+    def get(self, request: Request, project_id: int, image_id: int) -> FileResponse:
+        image = access.image_access(user=request.user, project_id=project_id, image_id=image_id)
+        variant = request.query_params.get("variant", "original")
+        if variant not in ("original", "thumbnail"):
+            raise serializers.ValidationError({"variant": 'Use "original" or "thumbnail".'})
+        return file_response(image.thumbnail if variant == "thumbnail" else image.file)
+
+
+class AnnotationInput(serializers.Serializer):
+    label_class = serializers.IntegerField(min_value=1)
+
+
+class AnnotationListApi(APIView):
+    @extend_schema(responses=AnnotationOutput(many=True), description="Full label history.")
+    def get(self, request: Request, project_id: int, image_id: int) -> Response:
+        image = access.image_access(user=request.user, project_id=project_id, image_id=image_id)
+        return Response(AnnotationOutput(selectors.annotation_history(image=image), many=True).data)
+
+    @extend_schema(request=AnnotationInput, responses={201: AnnotationOutput})
+    def post(self, request: Request, project_id: int, image_id: int) -> Response:
+        image = access.image_access(
+            user=request.user, project_id=project_id, image_id=image_id, roles=access.LABELERS
+        )
+        class_id = _valid(AnnotationInput, request.data)["label_class"]
+        label_class = access.label_class_access(
+            user=request.user, project_id=project_id, class_id=class_id
+        )
+        annotation = services.annotation_create(
+            image=image, label_class=label_class, annotator=request.user
+        )
+        return Response(AnnotationOutput(annotation).data, status=status.HTTP_201_CREATED)
+
+
+class AnnotationUndoApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: ImageOutput, 204: OpenApiResponse(description="Nothing to undo.")},
+        description="Undo your newest label still in force; returns the image it applied to.",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.LABELERS
+        )
+        image = services.annotation_undo_last(project=project, annotator=request.user)
+        if image is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(ImageOutput(image, context={"request": request}).data)
+
+
+class QueueNextApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: ImageOutput, 204: OpenApiResponse(description="The queue is empty.")},
+        description="Reserve the next image to label for the caller (for a few minutes).",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.LABELERS
+        )
+        images = services.queue_reserve(project=project, user=request.user, count=1)
+        if not images:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(ImageOutput(images[0], context={"request": request}).data)
+
+
+def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

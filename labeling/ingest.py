@@ -1,0 +1,218 @@
+"""Decode and vet uploaded files before anything is stored.
+
+Pure functions over bytes and file objects: no database, no storage. Every refusal is a
+`RejectedFile` whose message is written for the person who sent the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import posixpath
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from PIL import Image as PILImage
+from PIL import ImageOps, UnidentifiedImageError
+
+# Formats a browser can show and the learner can read. Anything else is refused even if
+# Pillow has a plugin for it (EPS, for one, would run Ghostscript).
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+_ORIENTATION_TAG = 0x0112
+
+
+class RejectedFile(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_image_bytes: int
+    max_image_pixels: int
+    max_zip_bytes: int
+    max_zip_expanded_bytes: int
+    max_zip_ratio: int
+    max_zip_entries: int
+    thumbnail_size: int
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    content: bytes
+    extension: str
+    width: int
+    height: int
+    thumbnail: bytes
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ZipMember:
+    """One file inside a zip: either its bytes or the reason it was refused."""
+
+    name: str
+    class_name: str | None
+    data: bytes | None = None
+    error: str | None = None
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+def image_decode(data: bytes, *, limits: Limits) -> DecodedImage:
+    """Fully decode `data`, apply its EXIF orientation and make a JPEG thumbnail."""
+    if len(data) > limits.max_image_bytes:
+        raise RejectedFile(
+            f"File is {megabytes(len(data))}, over the {megabytes(limits.max_image_bytes)} limit."
+        )
+    if not data:
+        raise RejectedFile("File is empty.")
+    try:
+        image = PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except PILImage.DecompressionBombError:
+        raise RejectedFile("Image has too many pixels (a decompression bomb).") from None
+    except UnidentifiedImageError:
+        raise RejectedFile(
+            "Not an image we can read (allowed: JPEG, PNG, WebP, GIF, BMP, TIFF)."
+        ) from None
+    width, height = image.size
+    if width * height > limits.max_image_pixels:
+        raise RejectedFile(
+            f"Image is {width}×{height} pixels, over the limit of "
+            f"{limits.max_image_pixels:,} pixels (a possible decompression bomb)."
+        )
+    image_format = image.format
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise RejectedFile(f"Image data is truncated or corrupt ({error}).") from None
+
+    content = data
+    if image.getexif().get(_ORIENTATION_TAG, 1) not in (0, 1):
+        # Store the upright pixels so the browser, the thumbnail and the learner all see
+        # the same picture, whatever each of them does with EXIF.
+        image = ImageOps.exif_transpose(image)
+        out = io.BytesIO()
+        image.save(out, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
+        content = out.getvalue()
+        width, height = image.size
+
+    thumb = image.convert("RGB")
+    thumb.thumbnail((limits.thumbnail_size, limits.thumbnail_size))
+    thumb_out = io.BytesIO()
+    thumb.save(thumb_out, format="JPEG", quality=85)
+    return DecodedImage(
+        content=content,
+        extension=EXTENSIONS.get(image_format, "tif"),
+        width=width,
+        height=height,
+        thumbnail=thumb_out.getvalue(),
+        content_hash=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _member_path(raw_name: str) -> list[str]:
+    """Split a zip entry name into safe parts, refusing any that could leave its folder."""
+    name = raw_name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise RejectedFile("Path is absolute; entries must stay inside the zip's folders.")
+    parts = name.split("/")
+    if any(part == ".." for part in parts):
+        raise RejectedFile("Path escapes its folder ('..'); refused.")
+    normal = posixpath.normpath(name)
+    return [part for part in normal.split("/") if part not in ("", ".")]
+
+
+def _is_noise(parts: list[str]) -> bool:
+    # Files that archivers add beside the data (macOS resource forks, Thumbs.db, ...).
+    return (
+        parts[0] == "__MACOSX"
+        or any(p.startswith(".") for p in parts)
+        or parts[-1]
+        in (
+            "Thumbs.db",
+            "desktop.ini",
+        )
+    )
+
+
+def zip_members(fileobj: BinaryIO, *, size: int, limits: Limits) -> Iterator[ZipMember]:
+    """Yield the image files of a zip whose folders are class names.
+
+    Files at the top level are unlabeled; `class/x.jpg` is labeled `class`; a single
+    folder wrapping everything (`dataset/class/x.jpg`) is looked through. The whole zip is
+    refused up front if it is corrupt, too large, or expands far beyond its size.
+    """
+    if size > limits.max_zip_bytes:
+        raise RejectedFile(
+            f"Zip is {megabytes(size)}, over the {megabytes(limits.max_zip_bytes)} limit."
+        )
+    try:
+        archive = zipfile.ZipFile(fileobj)
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise RejectedFile(f"Not a readable zip file ({error}).") from None
+    if len(infos) > limits.max_zip_entries:
+        raise RejectedFile(
+            f"Zip holds {len(infos):,} files, over the limit of {limits.max_zip_entries:,}."
+        )
+    expanded = sum(info.file_size for info in infos)
+    if expanded > limits.max_zip_expanded_bytes or expanded > max(size, 1) * limits.max_zip_ratio:
+        raise RejectedFile(
+            f"Zip would expand to {megabytes(expanded)} from {megabytes(size)}, far beyond "
+            "its size (a possible zip bomb); refused."
+        )
+
+    entries: list[tuple[zipfile.ZipInfo, list[str] | None, str | None]] = []
+    for info in infos:
+        try:
+            parts = _member_path(info.filename)
+        except RejectedFile as rejected:
+            entries.append((info, None, rejected.message))
+            continue
+        if parts and not _is_noise(parts):
+            entries.append((info, parts, None))
+
+    good = [parts for _, parts, _ in entries if parts]
+    strip = 0
+    if good and all(len(p) >= 3 for p in good) and len({p[0] for p in good}) == 1:
+        strip = 1
+
+    for info, parts, error in entries:
+        if parts is None:
+            yield ZipMember(name=info.filename, class_name=None, error=error)
+            continue
+        parts = parts[strip:]
+        class_name = parts[0] if len(parts) > 1 else None
+        if info.flag_bits & 0x1:
+            yield ZipMember(info.filename, class_name, error="Entry is encrypted; refused.")
+            continue
+        if info.file_size > limits.max_image_bytes:
+            yield ZipMember(
+                info.filename,
+                class_name,
+                error=f"File is {megabytes(info.file_size)}, over the "
+                f"{megabytes(limits.max_image_bytes)} limit.",
+            )
+            continue
+        try:
+            with archive.open(info) as member:
+                # The header's size may lie: never read more than the limit allows.
+                data = member.read(limits.max_image_bytes + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as error:
+            yield ZipMember(info.filename, class_name, error=f"Entry is corrupt ({error}).")
+            continue
+        if len(data) > limits.max_image_bytes:
+            yield ZipMember(
+                info.filename,
+                class_name,
+                error=f"Expands beyond the {megabytes(limits.max_image_bytes)} limit; refused.",
+            )
+            continue
+        yield ZipMember(info.filename, class_name, data=data)

@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        REVIEWER = "reviewer", "Reviewer"
+        ANNOTATOR = "annotator", "Annotator"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Colour must look like #1f77b4.")
+_key = RegexValidator(r"^[0-9a-z]$", "Key must be one character: a digit or a lowercase letter.")
+
+
+class LabelClass(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="classes")
+    name = models.CharField(max_length=100)
+    color = models.CharField(max_length=7, validators=[_colour])
+    key = models.CharField(max_length=1, blank=True, validators=[_key])
+    order = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "order", "id"]
+        verbose_name_plural = "label classes"
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "project", name="labelclass_unique_name_ci"),
+            models.UniqueConstraint(
+                fields=["project", "key"],
+                condition=Q(is_active=True) & ~Q(key=""),
+                name="labelclass_unique_active_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.name = (self.name or "").strip()
+        if not self.name:
+            raise ValidationError({"name": "A class needs a name."})
+        if "/" in self.name or "\\" in self.name:
+            raise ValidationError({"name": "A class name cannot contain a slash."})
+
+
+class Image(models.Model):
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        IMPORT = "import", "Import"
+        FEEDBACK = "feedback", "Feedback"
+
+    class Split(models.TextChoices):
+        UNASSIGNED = "unassigned", "Unassigned"
+        TRAIN = "train", "Train"
+        VAL = "val", "Validation"
+        TEST = "test", "Test"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(max_length=300)
+    thumbnail = models.FileField(max_length=300)
+    original_name = models.CharField(max_length=255)
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.UPLOAD)
+    split = models.CharField(max_length=12, choices=Split.choices, default=Split.UNASSIGNED)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The current label, kept equal to the current Annotation by labeling services so the
+    # queue, counters and grid filter are single-table queries.
+    label = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="images"
+    )
+    # A queue reservation: the image is shown to this annotator only until it expires.
+    reserved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reserved_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "content_hash"], name="image_unique_content_hash"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "label", "created_at", "id"], name="image_queue"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.original_name}"
+
+
+class Annotation(models.Model):
+    """One labeling event. Rows are only ever added; `is_current` marks the one in force.
+
+    A row with no class records that the image's label was withdrawn (an undo back to
+    unlabeled), so the history alone tells the whole story.
+    """
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
+    label_class = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+    )
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    is_current = models.BooleanField(default=True)
+    reverts = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reverted_by",
+        help_text="The annotation this row undoes.",
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image"], condition=Q(is_current=True), name="annotation_one_current"
+            ),
+        ]
+        indexes = [models.Index(fields=["annotator", "-created_at"], name="annotation_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.image_id} -> {self.label_class or 'unlabeled'}"

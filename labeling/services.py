@@ -1,0 +1,569 @@
+"""Writes to the dataset. Each function is one transaction unless its docstring says why not.
+
+Callers (views, API views, admin actions, commands, tasks) check access first with
+`labeling.access`; these functions trust that the actor may do what is asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from labeling.ingest import DecodedImage, Limits, RejectedFile, image_decode, zip_members
+from labeling.models import Annotation, Image, LabelClass, Membership, Project
+
+logger = logging.getLogger(__name__)
+
+CLASS_KEYS = "123456789abcdefghijklmnopqrstuvwxyz"
+# Tableau's ten colours: distinct, and readable with white text.
+CLASS_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+
+
+# --- projects and members ------------------------------------------------------------
+
+
+@transaction.atomic
+def project_create(*, name: str, description: str = "", user: AbstractBaseUser) -> Project:
+    """Create a project with `user` as its first owner."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "A project needs a name."})
+    project = Project.objects.create(name=name, description=description, created_by=user)
+    Membership.objects.create(project=project, user=user, role=Membership.Role.OWNER)
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, name: str | None = None, description: str | None = None):
+    if name is not None:
+        if not name.strip():
+            raise ValidationError({"name": "A project needs a name."})
+        project.name = name.strip()
+    if description is not None:
+        project.description = description
+    project.save(update_fields=["name", "description"])
+    return project
+
+
+@transaction.atomic
+def membership_set(*, project: Project, username: str, role: str) -> Membership:
+    """Add `username` to the project with `role`, or change the role of a member.
+
+    Refuses to leave the project without an owner.
+    """
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"Role must be one of {', '.join(Membership.Role.values)}."})
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise ValidationError({"username": f"No user named {username!r}."})
+    membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
+    if membership is None:
+        return Membership.objects.create(project=project, user=user, role=role)
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
+        _ensure_another_owner(project=project, membership=membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Remove a member; their labels stay. Refuses to remove the last owner."""
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == Membership.Role.OWNER:
+        _ensure_another_owner(project=membership.project, membership=membership)
+    Image.objects.filter(project=membership.project, reserved_by=membership.user).update(
+        reserved_by=None, reserved_until=None
+    )
+    membership.delete()
+
+
+def _ensure_another_owner(*, project: Project, membership: Membership) -> None:
+    owners = Membership.objects.select_for_update().filter(
+        project=project, role=Membership.Role.OWNER
+    )
+    if not owners.exclude(pk=membership.pk).exists():
+        raise ValidationError({"role": "A project must keep at least one owner."})
+
+
+# --- classes -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def label_class_create(
+    *,
+    project: Project,
+    name: str,
+    color: str | None = None,
+    key: str | None = None,
+) -> LabelClass:
+    """Create a class. A missing key takes the next free one (1-9, then a-z); a missing
+    colour takes the next of the palette. Names are unique in a project, ignoring case."""
+    # Serialise class creation per project so two requests cannot pick the same key.
+    Project.objects.select_for_update().get(pk=project.pk)
+    existing = LabelClass.objects.filter(project=project)
+    name = (name or "").strip()
+    if existing.annotate(lname=Lower("name")).filter(lname=name.lower()).exists():
+        raise ValidationError({"name": f"A class named {name!r} already exists."})
+    used_keys = set(existing.filter(is_active=True).values_list("key", flat=True))
+    if key is None:
+        key = next((k for k in CLASS_KEYS if k not in used_keys), "")
+    elif key and key.lower() in used_keys:
+        raise ValidationError({"key": f"Key {key!r} is already used by another class."})
+    count = existing.count()
+    label_class = LabelClass(
+        project=project,
+        name=name,
+        color=color or CLASS_COLOURS[count % len(CLASS_COLOURS)],
+        key=(key or "").lower(),
+        order=count,
+    )
+    label_class.full_clean(validate_constraints=False)
+    label_class.save()
+    return label_class
+
+
+_CLASS_FIELDS = ("name", "color", "key", "order", "is_active")
+
+
+@transaction.atomic
+def label_class_update(*, label_class: LabelClass, **changes) -> LabelClass:
+    """Change a class's name, colour, key, order or active flag. Labels are untouched."""
+    unknown = set(changes) - set(_CLASS_FIELDS)
+    if unknown:
+        raise ValidationError(f"Unknown fields: {', '.join(sorted(unknown))}.")
+    label_class = LabelClass.objects.select_for_update().get(pk=label_class.pk)
+    for field, value in changes.items():
+        setattr(label_class, field, value.strip().lower() if field == "key" else value)
+    label_class.full_clean(validate_constraints=False)
+    others = LabelClass.objects.filter(project_id=label_class.project_id).exclude(pk=label_class.pk)
+    if others.annotate(lname=Lower("name")).filter(lname=label_class.name.lower()).exists():
+        raise ValidationError({"name": f"A class named {label_class.name!r} already exists."})
+    if (
+        label_class.key
+        and label_class.is_active
+        and others.filter(is_active=True, key=label_class.key).exists()
+    ):
+        raise ValidationError({"key": f"Key {label_class.key!r} is already used by another class."})
+    label_class.save()
+    return label_class
+
+
+# --- images --------------------------------------------------------------------------
+
+
+class Upload(Protocol):
+    """What an upload looks like to the ingest service: Django's UploadedFile fits."""
+
+    name: str
+    size: int
+
+    def read(self, size: int = -1) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0) -> int: ...
+
+
+@dataclass(frozen=True)
+class FileResult:
+    name: str
+    status: str  # "created", "duplicate" or "rejected"
+    message: str
+    image_id: int | None = None
+
+
+def upload_limits() -> Limits:
+    config = settings.LABELING
+    return Limits(
+        max_image_bytes=config["MAX_IMAGE_BYTES"],
+        max_image_pixels=config["MAX_IMAGE_PIXELS"],
+        max_zip_bytes=config["MAX_ZIP_BYTES"],
+        max_zip_expanded_bytes=config["MAX_ZIP_EXPANDED_BYTES"],
+        max_zip_ratio=config["MAX_ZIP_RATIO"],
+        max_zip_entries=config["MAX_ZIP_ENTRIES"],
+        thumbnail_size=config["THUMBNAIL_SIZE"],
+    )
+
+
+def images_ingest(
+    *,
+    project: Project,
+    files: Iterable[Upload],
+    user: AbstractBaseUser | None,
+    source: str = Image.Source.UPLOAD,
+    label_class: LabelClass | None = None,
+) -> list[FileResult]:
+    """Store every acceptable image of a batch and report on each file.
+
+    Not one transaction on purpose: each image is its own transaction, so a bad file
+    never costs the good ones beside it, and a refused file leaves nothing behind. A zip
+    is unpacked with its folders as class names (missing classes are created). Exact
+    duplicates of an image already in the project are reported and not stored again.
+    """
+    limits = upload_limits()
+    results: list[FileResult] = []
+    for upload in files:
+        name = upload.name or "unnamed"
+        if name.lower().endswith(".zip"):
+            results.extend(_zip_ingest(project=project, upload=upload, user=user, limits=limits))
+            continue
+        if upload.size > limits.max_image_bytes:
+            results.append(
+                _rejected(
+                    name,
+                    f"File is {upload.size / 1024 / 1024:.1f} MB, over the "
+                    f"{limits.max_image_bytes / 1024 / 1024:.1f} MB limit.",
+                )
+            )
+            continue
+        upload.seek(0)
+        data = upload.read(limits.max_image_bytes + 1)
+        results.append(
+            _image_ingest_one(
+                project=project,
+                name=name,
+                data=data,
+                user=user,
+                source=source,
+                label_class=label_class,
+                limits=limits,
+            )
+        )
+    return results
+
+
+def _rejected(name: str, message: str) -> FileResult:
+    return FileResult(name=name, status="rejected", message=message)
+
+
+def _zip_ingest(
+    *, project: Project, upload: Upload, user: AbstractBaseUser | None, limits: Limits
+) -> list[FileResult]:
+    upload.seek(0)
+    try:
+        members = list(zip_members(upload, size=upload.size, limits=limits))
+    except RejectedFile as rejected:
+        return [_rejected(upload.name, rejected.message)]
+    results = []
+    for member in members:
+        shown = f"{upload.name}/{member.name}"
+        if member.error:
+            results.append(_rejected(shown, member.error))
+            continue
+        results.append(
+            _image_ingest_one(
+                project=project,
+                name=shown,
+                data=member.data,
+                user=user,
+                source=Image.Source.IMPORT,
+                class_name=member.class_name,
+                limits=limits,
+            )
+        )
+    return results
+
+
+def _image_ingest_one(
+    *,
+    project: Project,
+    name: str,
+    data: bytes,
+    user: AbstractBaseUser | None,
+    source: str,
+    limits: Limits,
+    label_class: LabelClass | None = None,
+    class_name: str | None = None,
+) -> FileResult:
+    try:
+        decoded = image_decode(data, limits=limits)
+    except RejectedFile as rejected:
+        return _rejected(name, rejected.message)
+    duplicate = _duplicate_of(project=project, content_hash=decoded.content_hash)
+    if duplicate:
+        return duplicate.as_result(name)
+    if class_name is not None:
+        try:
+            label_class = _class_for_import(project=project, name=class_name)
+        except ValidationError as error:
+            return _rejected(name, " ".join(error.messages))
+    return _image_store(
+        project=project,
+        name=name,
+        decoded=decoded,
+        user=user,
+        source=source,
+        label_class=label_class,
+    )
+
+
+@dataclass(frozen=True)
+class _Duplicate:
+    image_id: int
+    original_name: str
+
+    def as_result(self, name: str) -> FileResult:
+        return FileResult(
+            name=name,
+            status="duplicate",
+            message=f"Already in this project as image #{self.image_id} "
+            f"({self.original_name}); not stored again.",
+            image_id=self.image_id,
+        )
+
+
+def _duplicate_of(*, project: Project, content_hash: str) -> _Duplicate | None:
+    row = (
+        Image.objects.filter(project=project, content_hash=content_hash)
+        .values_list("id", "original_name")
+        .first()
+    )
+    return _Duplicate(*row) if row else None
+
+
+def _class_for_import(*, project: Project, name: str) -> LabelClass:
+    existing = (
+        LabelClass.objects.filter(project=project)
+        .annotate(lname=Lower("name"))
+        .filter(lname=name.strip().lower())
+        .first()
+    )
+    if existing is None:
+        return label_class_create(project=project, name=name)
+    if not existing.is_active:
+        raise ValidationError(
+            f"Class {existing.name!r} is deactivated; reactivate it or rename the folder."
+        )
+    return existing
+
+
+def _image_store(
+    *,
+    project: Project,
+    name: str,
+    decoded: DecodedImage,
+    user: AbstractBaseUser | None,
+    source: str,
+    label_class: LabelClass | None,
+) -> FileResult:
+    base = f"projects/{project.pk}"
+    stem = decoded.content_hash[:32]
+    stored: list[str] = []
+    try:
+        file_name = default_storage.save(
+            f"{base}/images/{stem[:2]}/{stem}.{decoded.extension}", ContentFile(decoded.content)
+        )
+        stored.append(file_name)
+        thumb_name = default_storage.save(
+            f"{base}/thumbnails/{stem[:2]}/{stem}.jpg", ContentFile(decoded.thumbnail)
+        )
+        stored.append(thumb_name)
+        with transaction.atomic():
+            image = Image.objects.create(
+                project=project,
+                file=file_name,
+                thumbnail=thumb_name,
+                original_name=name[-255:],
+                content_hash=decoded.content_hash,
+                width=decoded.width,
+                height=decoded.height,
+                source=source,
+                uploaded_by=user,
+            )
+            if label_class is not None:
+                annotation_create(image=image, label_class=label_class, annotator=user)
+    except IntegrityError:
+        # Another request stored the same bytes between our check and our insert.
+        _files_delete(stored)
+        duplicate = _duplicate_of(project=project, content_hash=decoded.content_hash)
+        if duplicate:
+            return duplicate.as_result(name)
+        raise
+    except BaseException:
+        _files_delete(stored)
+        raise
+    return FileResult(name=name, status="created", message="Added.", image_id=image.pk)
+
+
+def _files_delete(names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.exception("could not delete %s after a failed upload", name)
+
+
+# --- annotations ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def annotation_create(
+    *, image: Image, label_class: LabelClass, annotator: AbstractBaseUser | None
+) -> Annotation:
+    """Give `image` the label `label_class`, adding a history row; earlier rows stay.
+
+    Idempotent: labeling an image with the class it already has adds nothing, so a
+    double key press or a retried request leaves one row. Releases the image's queue
+    reservation.
+    """
+    if label_class.project_id != image.project_id:
+        raise ValidationError({"label_class": "That class belongs to another project."})
+    if not label_class.is_active:
+        raise ValidationError({"label_class": f"Class {label_class.name!r} is deactivated."})
+    # Lock the image so concurrent labels of one image are applied one after the other.
+    image = Image.objects.select_for_update().get(pk=image.pk)
+    current = Annotation.objects.filter(image=image, is_current=True).first()
+    if current and current.label_class_id == label_class.pk:
+        annotation = current
+    else:
+        if current:
+            current.is_current = False
+            current.save(update_fields=["is_current"])
+        annotation = Annotation.objects.create(
+            image=image, label_class=label_class, annotator=annotator, is_current=True
+        )
+    image.label = label_class
+    image.reserved_by = None
+    image.reserved_until = None
+    image.save(update_fields=["label", "reserved_by", "reserved_until"])
+    return annotation
+
+
+@transaction.atomic
+def annotations_bulk_create(
+    *,
+    project: Project,
+    image_ids: Sequence[int],
+    label_class: LabelClass,
+    annotator: AbstractBaseUser,
+) -> int:
+    """Label several images of `project` at once, all or none. Returns how many."""
+    images = list(Image.objects.filter(project=project, pk__in=image_ids))
+    if len(images) != len(set(image_ids)):
+        raise ValidationError({"images": "Some images do not exist in this project."})
+    for image in images:
+        annotation_create(image=image, label_class=label_class, annotator=annotator)
+    return len(images)
+
+
+@transaction.atomic
+def annotation_undo_last(*, project: Project, annotator: AbstractBaseUser) -> Image | None:
+    """Undo the newest label by `annotator` in `project` that is still in force.
+
+    Adds a row restoring the image's previous label (or none), so history keeps both the
+    label and its undo. The image is reserved for the annotator to label again.
+    Returns the image, or None when there is nothing to undo.
+    """
+    last = (
+        Annotation.objects.select_for_update()
+        .filter(
+            image__project=project,
+            annotator=annotator,
+            is_current=True,
+            reverts__isnull=True,
+            label_class__isnull=False,
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if last is None:
+        return None
+    image = Image.objects.select_for_update().get(pk=last.image_id)
+    previous = (
+        Annotation.objects.filter(image=image)
+        .filter(Q(created_at__lt=last.created_at) | Q(created_at=last.created_at, id__lt=last.id))
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    last.is_current = False
+    last.save(update_fields=["is_current"])
+    restored = previous.label_class if previous else None
+    Annotation.objects.create(
+        image=image, label_class=restored, annotator=annotator, is_current=True, reverts=last
+    )
+    image.label = restored
+    image.reserved_by = annotator
+    image.reserved_until = timezone.now() + _reservation()
+    image.save(update_fields=["label", "reserved_by", "reserved_until"])
+    return image
+
+
+# --- the queue -----------------------------------------------------------------------
+
+
+def _reservation() -> timedelta:
+    return timedelta(seconds=settings.LABELING["RESERVATION_SECONDS"])
+
+
+@transaction.atomic
+def queue_reserve(
+    *,
+    project: Project,
+    user: AbstractBaseUser,
+    count: int = 2,
+    exclude_ids: Sequence[int] = (),
+) -> list[Image]:
+    """Reserve the next `count` unlabeled images for `user` and return them in order.
+
+    Images the user already holds come first (a reload shows the same image); the rest
+    are taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent callers never get
+    the same image. On SQLite, whose IMMEDIATE transactions admit one writer at a time,
+    the lock clause is dropped by Django and the guarantee comes from that instead.
+    Reservations expire, so an annotator who walks away does not keep images forever.
+    """
+    now = timezone.now()
+    pending = Image.objects.filter(project=project, label__isnull=True).exclude(pk__in=exclude_ids)
+    held = list(
+        pending.select_for_update()
+        .filter(reserved_by=user, reserved_until__gt=now)
+        .order_by("created_at", "id")[:count]
+    )
+    fresh: list[Image] = []
+    if len(held) < count:
+        fresh = list(
+            pending.select_for_update(skip_locked=True)
+            .filter(Q(reserved_until__isnull=True) | Q(reserved_until__lte=now))
+            .exclude(pk__in=[image.pk for image in held])
+            .order_by("created_at", "id")[: count - len(held)]
+        )
+    images = held + fresh
+    until = now + _reservation()
+    Image.objects.filter(pk__in=[image.pk for image in images]).update(
+        reserved_by=user, reserved_until=until
+    )
+    for image in images:
+        image.reserved_by = user
+        image.reserved_until = until
+    return images
+
+
+@transaction.atomic
+def queue_release(*, image: Image, user: AbstractBaseUser) -> None:
+    """Give back `user`'s reservation of `image` (Skip), so another annotator can take it."""
+    Image.objects.filter(pk=image.pk, reserved_by=user).update(
+        reserved_by=None, reserved_until=None
+    )

@@ -1,0 +1,31 @@
+from django.urls import path
+
+from labeling import views
+
+app_name = "labeling"
+
+urlpatterns = [
+    path("", views.project_list, name="project-list"),
+    path("projects/<int:project_id>/", views.project_detail, name="project-detail"),
+    path("projects/<int:project_id>/classes/", views.label_class_create, name="class-create"),
+    path("projects/<int:project_id>/members/", views.member_set, name="member-set"),
+    path("projects/<int:project_id>/upload/", views.images_upload, name="upload"),
+    path("projects/<int:project_id>/label/", views.label_page, name="label"),
+    path("projects/<int:project_id>/label/undo/", views.label_undo, name="label-undo"),
+    path("projects/<int:project_id>/label/<int:image_id>/", views.label_image, name="label-image"),
+    path(
+        "projects/<int:project_id>/label/<int:image_id>/skip/", views.label_skip, name="label-skip"
+    ),
+    path("projects/<int:project_id>/images/", views.image_grid, name="grid"),
+    path("projects/<int:project_id>/images/assign/", views.grid_assign, name="grid-assign"),
+    path(
+        "projects/<int:project_id>/images/<int:image_id>/file",
+        views.image_file,
+        name="image-file",
+    ),
+    path(
+        "projects/<int:project_id>/images/<int:image_id>/thumbnail",
+        views.image_thumbnail,
+        name="image-thumbnail",
+    ),
+]

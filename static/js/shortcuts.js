@@ -1,0 +1,67 @@
+// Keyboard shortcuts for the labeling page and the image grid. htmx makes the requests;
+// this only turns key presses into clicks and selections.
+(function () {
+  "use strict";
+
+  function isTyping(event) {
+    const t = event.target;
+    if (!t || !t.tagName) return false;
+    if (t.isContentEditable) return true;
+    if (t.tagName === "INPUT") return t.type !== "checkbox";
+    return t.tagName === "TEXTAREA" || t.tagName === "SELECT";
+  }
+
+  function labelKeys(event, panel) {
+    let button = null;
+    if (event.key === " ") {
+      button = panel.querySelector('[data-action="skip"]');
+    } else if (event.key === "Backspace" || (event.ctrlKey && event.key.toLowerCase() === "z")) {
+      button = panel.querySelector('[data-action="undo"]');
+    } else if (!event.ctrlKey && event.key.length === 1) {
+      const key = CSS.escape(event.key.toLowerCase());
+      button = panel.querySelector('.class-button[data-key="' + key + '"]');
+    }
+    if (!button) return;
+    event.preventDefault();
+    // A held-down key would label a run of images nobody looked at.
+    if (!event.repeat) button.click();
+  }
+
+  function columns(boxes) {
+    const top = boxes[0].closest(".tile").offsetTop;
+    const n = boxes.findIndex((b) => b.closest(".tile").offsetTop !== top);
+    return n < 0 ? boxes.length : n;
+  }
+
+  function gridKeys(event, grid) {
+    const boxes = Array.from(grid.querySelectorAll('.tile input[type="checkbox"]'));
+    if (!boxes.length) return;
+    const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(boxes), ArrowUp: -columns(boxes) };
+    if (event.key in moves) {
+      const i = boxes.indexOf(document.activeElement);
+      const j = i < 0 ? 0 : Math.max(0, Math.min(boxes.length - 1, i + moves[event.key]));
+      boxes[j].focus();
+      event.preventDefault();
+    } else if (event.shiftKey && event.key.toLowerCase() === "a") {
+      const all = boxes.every((b) => b.checked);
+      boxes.forEach((b) => { b.checked = !all; });
+      event.preventDefault();
+    } else if (!event.ctrlKey && !event.shiftKey && event.key.length === 1 && event.key !== " ") {
+      const key = CSS.escape(event.key.toLowerCase());
+      const option = grid.querySelector('#assign-class option[data-key="' + key + '"]');
+      if (option && boxes.some((b) => b.checked)) {
+        option.selected = true;
+        event.preventDefault();
+        grid.querySelector("#assign-form").requestSubmit();
+      }
+    }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.altKey || event.metaKey || isTyping(event)) return;
+    const panel = document.querySelector('[data-shortcuts="label"]');
+    if (panel) return labelKeys(event, panel);
+    const grid = document.querySelector('[data-shortcuts="grid"]');
+    if (grid) return gridKeys(event, grid);
+  });
+})();
