@@ -61,15 +61,20 @@ class ZipMember:
     error: str | None = None
 
 
-def megabytes(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MB"
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def image_decode(data: bytes, *, limits: Limits) -> DecodedImage:
     """Fully decode `data`, apply its EXIF orientation and make a JPEG thumbnail."""
     if len(data) > limits.max_image_bytes:
         raise RejectedFile(
-            f"File is {megabytes(len(data))}, over the {megabytes(limits.max_image_bytes)} limit."
+            f"File is {human_size(len(data))}, over the {human_size(limits.max_image_bytes)} limit."
         )
     if not data:
         raise RejectedFile("File is empty.")
@@ -151,7 +156,7 @@ def zip_members(fileobj: BinaryIO, *, size: int, limits: Limits) -> Iterator[Zip
     """
     if size > limits.max_zip_bytes:
         raise RejectedFile(
-            f"Zip is {megabytes(size)}, over the {megabytes(limits.max_zip_bytes)} limit."
+            f"Zip is {human_size(size)}, over the {human_size(limits.max_zip_bytes)} limit."
         )
     try:
         archive = zipfile.ZipFile(fileobj)
@@ -165,7 +170,7 @@ def zip_members(fileobj: BinaryIO, *, size: int, limits: Limits) -> Iterator[Zip
     expanded = sum(info.file_size for info in infos)
     if expanded > limits.max_zip_expanded_bytes or expanded > max(size, 1) * limits.max_zip_ratio:
         raise RejectedFile(
-            f"Zip would expand to {megabytes(expanded)} from {megabytes(size)}, far beyond "
+            f"Zip would expand to {human_size(expanded)} from {human_size(size)}, far beyond "
             "its size (a possible zip bomb); refused."
         )
 
@@ -197,8 +202,8 @@ def zip_members(fileobj: BinaryIO, *, size: int, limits: Limits) -> Iterator[Zip
             yield ZipMember(
                 info.filename,
                 class_name,
-                error=f"File is {megabytes(info.file_size)}, over the "
-                f"{megabytes(limits.max_image_bytes)} limit.",
+                error=f"File is {human_size(info.file_size)}, over the "
+                f"{human_size(limits.max_image_bytes)} limit.",
             )
             continue
         try:
@@ -212,7 +217,7 @@ def zip_members(fileobj: BinaryIO, *, size: int, limits: Limits) -> Iterator[Zip
             yield ZipMember(
                 info.filename,
                 class_name,
-                error=f"Expands beyond the {megabytes(limits.max_image_bytes)} limit; refused.",
+                error=f"Expands beyond the {human_size(limits.max_image_bytes)} limit; refused.",
             )
             continue
         yield ZipMember(info.filename, class_name, data=data)

@@ -23,7 +23,14 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from labeling.ingest import DecodedImage, Limits, RejectedFile, image_decode, zip_members
+from labeling.ingest import (
+    DecodedImage,
+    Limits,
+    RejectedFile,
+    human_size,
+    image_decode,
+    zip_members,
+)
 from labeling.models import Annotation, Image, LabelClass, Membership, Project
 
 logger = logging.getLogger(__name__)
@@ -235,8 +242,8 @@ def images_ingest(
             results.append(
                 _rejected(
                     name,
-                    f"File is {upload.size / 1024 / 1024:.1f} MB, over the "
-                    f"{limits.max_image_bytes / 1024 / 1024:.1f} MB limit.",
+                    f"File is {human_size(upload.size)}, over the "
+                    f"{human_size(limits.max_image_bytes)} limit.",
                 )
             )
             continue
