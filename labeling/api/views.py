@@ -6,12 +6,12 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.pagination import Pagination
 from labeling import access, selectors, services
 from labeling.api.serializers import AnnotationOutput, ImageOutput, LabelClassOutput
 from labeling.models import Image, Membership
@@ -196,11 +196,18 @@ _image_filters = [
 class ImageListApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(parameters=_image_filters, responses=ImageOutput(many=True))
+    @extend_schema(
+        parameters=[
+            *_image_filters,
+            OpenApiParameter("page", int),
+            OpenApiParameter("page_size", int, description="At most 500."),
+        ],
+        responses=ImageOutput(many=True),
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project = access.project_access(user=request.user, project_id=project_id)
         images = selectors.image_list(project=project, filters=request.query_params)
-        paginator = PageNumberPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(images, request, view=self)
         return paginator.get_paginated_response(
             ImageOutput(page, many=True, context={"request": request}).data
