@@ -78,8 +78,6 @@ class LabelClass(models.Model):
         self.name = (self.name or "").strip()
         if not self.name:
             raise ValidationError({"name": "A class needs a name."})
-        if "/" in self.name or "\\" in self.name:
-            raise ValidationError({"name": "A class name cannot contain a slash."})
 
 
 class Image(models.Model):

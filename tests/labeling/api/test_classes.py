@@ -39,6 +39,6 @@ def test_bad_class_input_is_refused_clearly(api, owner, project, classes):
     assert colour.status_code == 400 and "color" in colour.json()
     key = api(owner).post(url, {"name": "x", "key": "1"}, format="json")
     assert key.status_code == 400 and "already used" in str(key.json())
-    slash = api(owner).post(url, {"name": "a/b"}, format="json")
-    assert slash.status_code == 400 and "slash" in str(slash.json())
+    long = api(owner).post(url, {"name": "x" * 101}, format="json")
+    assert long.status_code == 400 and "name" in long.json()
     assert LabelClass.objects.filter(project=project).count() == 3

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from labeling import services
+from labeling.models import Annotation, Image, LabelClass
+from tests.factories import image_upload, upload
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def as_owner(client, owner):
+    client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def as_annotator(annotator):
+    client = Client()
+    client.force_login(annotator)
+    return client
+
+
+def shown_image(response) -> int | None:
+    match = re.search(rb'id="current-image"[^>]*data-image-id="(\d+)"', response.content)
+    return int(match.group(1)) if match else None
+
+
+def prefetched_image(response) -> int | None:
+    match = re.search(rb'id="prefetch-next" data-image-id="(\d+)"', response.content)
+    return int(match.group(1)) if match else None
+
+
+def test_pages_need_login(client, project):
+    response = client.get(f"/projects/{project.pk}/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_create_a_project_from_the_list_page(as_owner):
+    response = as_owner.post("/", {"name": "Birds", "description": ""})
+    assert response.status_code == 302
+    assert as_owner.get(response["Location"]).status_code == 200
+
+
+def test_add_a_class_returns_the_class_section(as_owner, project):
+    response = as_owner.post(f"/projects/{project.pk}/classes/", {"name": "cat", "key": ""}, **HTMX)
+    assert response.status_code == 200
+    assert b'id="class-section"' in response.content and b"<html" not in response.content
+    assert LabelClass.objects.filter(project=project, name="cat", key="1").exists()
+    again = as_owner.post(f"/projects/{project.pk}/classes/", {"name": "Cat"}, **HTMX)
+    assert again.status_code == 400 and b"already exists" in again.content
+
+
+def test_an_annotator_cannot_add_classes_or_upload(as_annotator, project):
+    assert as_annotator.post(f"/projects/{project.pk}/classes/", {"name": "x"}).status_code == 403
+    response = as_annotator.post(f"/projects/{project.pk}/upload/", {"files": [image_upload(1)]})
+    assert response.status_code == 403
+    assert not Image.objects.exists() and not LabelClass.objects.exists()
+
+
+def test_upload_page_reports_each_file(as_owner, project):
+    response = as_owner.post(
+        f"/projects/{project.pk}/upload/",
+        {"files": [image_upload(1), upload("bad.png", b"\x89PNG broken")]},
+        **HTMX,
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-status="created"' in html and 'data-status="rejected"' in html
+    assert "Not an image we can read" in html
+    assert Image.objects.filter(project=project).count() == 1
+
+
+def test_upload_without_files_is_a_clear_400(as_owner, project):
+    response = as_owner.post(f"/projects/{project.pk}/upload/", {})
+    assert response.status_code == 400 and b"Choose one or more" in response.content
+
+
+def test_labeling_flow_through_the_page(as_annotator, project, images, classes):
+    page = as_annotator.get(f"/projects/{project.pk}/label/")
+    assert shown_image(page) == images[0].pk
+    assert prefetched_image(page) == images[1].pk
+    assert b'data-key="1"' in page.content
+
+    labeled = as_annotator.post(
+        f"/projects/{project.pk}/label/{images[0].pk}/", {"label_class": classes[1].pk}, **HTMX
+    )
+    assert b"<html" not in labeled.content
+    assert shown_image(labeled) == images[1].pk  # the prefetched image is next
+    assert prefetched_image(labeled) == images[2].pk
+    assert b'data-testid="count-labeled">1<' in labeled.content
+
+    skipped = as_annotator.post(f"/projects/{project.pk}/label/{images[1].pk}/skip/", **HTMX)
+    assert shown_image(skipped) == images[2].pk
+    assert images[1].pk not in (shown_image(skipped), prefetched_image(skipped))
+
+    undone = as_annotator.post(f"/projects/{project.pk}/label/undo/", **HTMX)
+    assert shown_image(undone) == images[0].pk  # back to the image whose label was undone
+    assert b'data-testid="count-labeled">0<' in undone.content
+    assert Annotation.objects.filter(image=images[0]).count() == 2
+
+
+def test_labeling_with_a_bad_class_shows_a_message(as_annotator, project, images, classes):
+    response = as_annotator.post(
+        f"/projects/{project.pk}/label/{images[0].pk}/", {"label_class": "nope"}, **HTMX
+    )
+    assert b"Choose a class" in response.content
+    assert not Annotation.objects.exists()
+
+
+def test_when_only_skipped_images_are_left_they_come_back(as_annotator, project, images, classes, annotator):
+    services.annotations_bulk_create(
+        project=project, image_ids=[i.pk for i in images[1:]], label_class=classes[0], annotator=annotator
+    )
+    skipped = as_annotator.post(f"/projects/{project.pk}/label/{images[0].pk}/skip/", **HTMX)
+    assert shown_image(skipped) == images[0].pk
+    assert b"Only images you skipped are left" in skipped.content
+
+
+def test_an_empty_queue_says_so(as_annotator, project, classes):
+    assert b'id="queue-empty"' in as_annotator.get(f"/projects/{project.pk}/label/").content
+
+
+def test_grid_filters_and_assigns(as_annotator, project, images, classes):
+    grid = as_annotator.get(f"/projects/{project.pk}/images/?label=unlabeled")
+    assert grid.content.count(b'class="tile"') == 6
+    response = as_annotator.post(
+        f"/projects/{project.pk}/images/assign/?label=unlabeled",
+        {"images": [images[0].pk, images[3].pk], "label_class": classes[2].pk},
+        **HTMX,
+    )
+    assert response.status_code == 200
+    assert response.content.count(b'class="tile"') == 4
+    assert b"Labeled 2 image(s) bird" in response.content
+    bird = as_annotator.get(f"/projects/{project.pk}/images/?label={classes[2].pk}")
+    assert bird.content.count(b'class="tile"') == 2
+
+
+def test_grid_assign_refuses_bad_input(as_annotator, project, images, classes):
+    url = f"/projects/{project.pk}/images/assign/"
+    none_selected = as_annotator.post(url, {"label_class": classes[0].pk}, **HTMX)
+    assert none_selected.status_code == 400 and b"Select at least one image" in none_selected.content
+    garbage = as_annotator.post(url, {"images": ["x"], "label_class": classes[0].pk}, **HTMX)
+    assert garbage.status_code == 400
+    assert not Annotation.objects.exists()
+
+
+def test_htmx_posts_need_the_csrf_token(annotator, project, images, classes):
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(annotator)
+    response = strict.post(
+        f"/projects/{project.pk}/label/{images[0].pk}/", {"label_class": classes[0].pk}, **HTMX
+    )
+    assert response.status_code == 403
+    assert not Annotation.objects.exists()
+    page = strict.get(f"/projects/{project.pk}/label/")
+    token = re.search(rb'"X-CSRFToken": "([^"]+)"', page.content).group(1).decode()
+    ok = strict.post(
+        f"/projects/{project.pk}/label/{images[0].pk}/",
+        {"label_class": classes[0].pk},
+        HTTP_X_CSRFTOKEN=token,
+        **HTMX,
+    )
+    assert ok.status_code == 200 and Annotation.objects.count() == 1
+
+
+def test_media_is_served_to_members_only(as_annotator, client, outsider, project, images):
+    url = f"/projects/{project.pk}/images/{images[0].pk}/file"
+    response = as_annotator.get(url)
+    assert response.status_code == 200 and response["Cache-Control"].startswith("private")
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
+
+
+def test_the_owner_adds_a_member_on_the_page(as_owner, project, outsider, as_annotator):
+    response = as_owner.post(
+        f"/projects/{project.pk}/members/", {"username": outsider.username, "role": "annotator"}, **HTMX
+    )
+    assert response.status_code == 200 and b"oscar-outsider" in response.content
+    denied = as_annotator.post(f"/projects/{project.pk}/members/", {"username": "x", "role": "owner"})
+    assert denied.status_code == 403
