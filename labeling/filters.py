@@ -16,12 +16,17 @@ class ImageFilter(django_filters.FilterSet):
         ],
         help_text='A class id, "labeled" or "unlabeled".',
     )
+    suggested = django_filters.NumberFilter(field_name="suggested_class_id")
+    order = django_filters.OrderingFilter(
+        fields=[("created_at", "created"), ("confidence", "confidence")],
+        help_text='"created" (default), "confidence" or "-confidence".',
+    )
     split = django_filters.ChoiceFilter(choices=Image.Split.choices)
     source = django_filters.ChoiceFilter(choices=Image.Source.choices)
 
     class Meta:
         model = Image
-        fields = ["label", "split", "source"]
+        fields = ["label", "suggested", "split", "source"]
 
     def filter_label(self, queryset, name, value):
         if value == "unlabeled":

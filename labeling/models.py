@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -15,6 +15,14 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Held-out labels are a random sample: an image's split is drawn from its content
+    # hash when it is first labeled, independent of how the queue chose it.
+    test_fraction = models.FloatField(
+        default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)]
+    )
+    val_fraction = models.FloatField(
+        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)]
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -119,6 +127,13 @@ class Image(models.Model):
         related_name="+",
     )
     reserved_until = models.DateTimeField(null=True, blank=True)
+    # The active model's view of the image, written by the learner through
+    # `image_suggestions_write`.
+    suggested_class = models.ForeignKey(
+        LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    confidence = models.FloatField(null=True, blank=True)
+    priority = models.FloatField(default=0.0)
 
     class Meta:
         ordering = ["created_at", "id"]

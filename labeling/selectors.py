@@ -65,9 +65,10 @@ def project_counts(*, project: Project) -> ProjectCounts:
 
 
 def image_list(*, project: Project, filters: Mapping[str, Any] | None = None) -> QuerySet[Image]:
-    """Images of a project in upload order, filtered by label (a class id, "labeled" or
-    "unlabeled"), split and source. Raises ValidationError on a malformed filter."""
-    images = Image.objects.filter(project=project).select_related("label")
+    """Images of a project, filtered by label (a class id, "labeled" or "unlabeled"),
+    suggested class, split and source; in upload order unless `order` says "confidence"
+    or "-confidence". Raises ValidationError on a malformed filter."""
+    images = Image.objects.filter(project=project).select_related("label", "suggested_class")
     filterset = ImageFilter(filters or {}, queryset=images)
     if not filterset.is_valid():
         raise ValidationError(
@@ -76,7 +77,10 @@ def image_list(*, project: Project, filters: Mapping[str, Any] | None = None) ->
                 for field, errors in filterset.errors.get_json_data().items()
             }
         )
-    return filterset.qs.order_by("created_at", "id")
+    ordered = filterset.qs
+    if not filterset.form.cleaned_data.get("order"):
+        ordered = ordered.order_by("created_at", "id")
+    return ordered.order_by(*ordered.query.order_by, "id")
 
 
 def annotation_history(*, image: Image) -> QuerySet[Annotation]:

@@ -456,8 +456,23 @@ def annotation_create(
     image.label = label_class
     image.reserved_by = None
     image.reserved_until = None
-    image.save(update_fields=["label", "reserved_by", "reserved_until"])
+    if image.split == Image.Split.UNASSIGNED:
+        image.split = split_for(image=image)
+    image.save(update_fields=["label", "reserved_by", "reserved_until", "split"])
     return annotation
+
+
+def split_for(*, image: Image) -> str:
+    """The split an image joins when first labeled: a uniform draw fixed by its content
+    hash, so held-out labels are a random sample whatever order images are labeled in,
+    and the same bytes always land in the same split."""
+    project = image.project
+    draw = int(image.content_hash[:12], 16) / 16**12
+    if draw < project.test_fraction:
+        return Image.Split.TEST
+    if draw < project.test_fraction + project.val_fraction:
+        return Image.Split.VAL
+    return Image.Split.TRAIN
 
 
 @transaction.atomic
@@ -517,6 +532,36 @@ def annotation_undo_last(*, project: Project, annotator: AbstractBaseUser) -> Im
     image.reserved_until = timezone.now() + _reservation()
     image.save(update_fields=["label", "reserved_by", "reserved_until"])
     return image
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    image_id: int
+    class_id: int | None
+    confidence: float | None
+    priority: float
+
+
+def image_suggestions_write(*, project: Project, suggestions: Sequence[Suggestion]) -> int:
+    """Store the learner's suggested class, confidence and queue priority for images of
+    `project`. Called by the learner after scoring; rows of other projects are ignored.
+    One transaction per batch of 2,000 rows keeps locks short on large projects."""
+    written = 0
+    for start in range(0, len(suggestions), 2000):
+        chunk = suggestions[start : start + 2000]
+        with transaction.atomic():
+            images = Image.objects.filter(project=project, pk__in=[s.image_id for s in chunk])
+            by_id = {image.pk: image for image in images.only("id")}
+            for suggestion in chunk:
+                image = by_id.get(suggestion.image_id)
+                if image is None:
+                    continue
+                image.suggested_class_id = suggestion.class_id
+                image.confidence = suggestion.confidence
+                image.priority = suggestion.priority
+            Image.objects.bulk_update(by_id.values(), ["suggested_class", "confidence", "priority"])
+            written += len(by_id)
+    return written
 
 
 # --- the queue -----------------------------------------------------------------------

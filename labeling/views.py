@@ -3,6 +3,8 @@ htmx requests get the named partial of the same template."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -201,16 +203,19 @@ def _message(error: Exception) -> str:
 
 
 def _grid_context(request: HttpRequest, project: Project) -> dict:
-    label = request.GET.get("label", "")
+    filters = {key: request.GET.get(key, "") for key in ("label", "suggested", "order")}
     try:
-        images = selectors.image_list(project=project, filters={"label": label})
+        images = selectors.image_list(project=project, filters=filters)
     except ValidationError:
-        label, images = "", selectors.image_list(project=project)
+        filters = dict.fromkeys(filters, "")
+        images = selectors.image_list(project=project)
     page = Paginator(images, GRID_PAGE_SIZE).get_page(request.GET.get("page"))
     return {
         "project": project,
         "page": page,
-        "label_filter": label,
+        "filters": filters,
+        "label_filter": filters["label"],
+        "query": urlencode({k: v for k, v in filters.items() if v}),
         "classes": selectors.label_class_list(project=project),
         "counts": selectors.project_counts(project=project),
     }

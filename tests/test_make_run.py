@@ -41,7 +41,9 @@ def processes_with(marker: str) -> list[int]:
 
 def test_make_run_serves_the_login_page_and_stops_on_ctrl_c(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
+    }
     env["DATA_DIR"] = str(tmp_path / "data")
     marker = f"DATA_DIR={env['DATA_DIR']}"
     started = time.monotonic()

@@ -115,7 +115,13 @@ def test_grid_selects_by_keyboard_and_assigns_in_one_action(page):
     expect(page.locator(".messages")).to_contain_text("Labeled 2 image(s) boot")
     expect(boxes).to_have_count(3)  # still filtered to unlabeled
     labels = dict(Image.objects.filter(project=project).values_list("original_name", "label__name"))
-    assert labels == {"img0.png": "boot", "img1.png": None, "img2.png": "boot", "img3.png": None, "img4.png": None}
+    assert labels == {
+        "img0.png": "boot",
+        "img1.png": None,
+        "img2.png": "boot",
+        "img3.png": None,
+        "img4.png": None,
+    }
 
     page.get_by_role("link", name="boot (2)").click()
     expect(boxes).to_have_count(2)

@@ -25,7 +25,11 @@ def test_every_model_has_a_working_admin(admin_client_, project, images, classes
 def test_label_history_cannot_be_edited_in_admin(admin_client_, images, classes, annotator):
     from labeling import services
 
-    annotation = services.annotation_create(image=images[0], label_class=classes[0], annotator=annotator)
+    annotation = services.annotation_create(
+        image=images[0], label_class=classes[0], annotator=annotator
+    )
     page = admin_client_.get(f"/admin/labeling/annotation/{annotation.pk}/change/")
     assert page.status_code == 200 and b'name="label_class"' not in page.content
-    assert admin_client_.post(f"/admin/labeling/annotation/{annotation.pk}/delete/").status_code == 403
+    assert (
+        admin_client_.post(f"/admin/labeling/annotation/{annotation.pk}/delete/").status_code == 403
+    )

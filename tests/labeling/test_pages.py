@@ -112,9 +112,14 @@ def test_labeling_with_a_bad_class_shows_a_message(as_annotator, project, images
     assert not Annotation.objects.exists()
 
 
-def test_when_only_skipped_images_are_left_they_come_back(as_annotator, project, images, classes, annotator):
+def test_when_only_skipped_images_are_left_they_come_back(
+    as_annotator, project, images, classes, annotator
+):
     services.annotations_bulk_create(
-        project=project, image_ids=[i.pk for i in images[1:]], label_class=classes[0], annotator=annotator
+        project=project,
+        image_ids=[i.pk for i in images[1:]],
+        label_class=classes[0],
+        annotator=annotator,
     )
     skipped = as_annotator.post(f"/projects/{project.pk}/label/{images[0].pk}/skip/", **HTMX)
     assert shown_image(skipped) == images[0].pk
@@ -143,7 +148,9 @@ def test_grid_filters_and_assigns(as_annotator, project, images, classes):
 def test_grid_assign_refuses_bad_input(as_annotator, project, images, classes):
     url = f"/projects/{project.pk}/images/assign/"
     none_selected = as_annotator.post(url, {"label_class": classes[0].pk}, **HTMX)
-    assert none_selected.status_code == 400 and b"Select at least one image" in none_selected.content
+    assert (
+        none_selected.status_code == 400 and b"Select at least one image" in none_selected.content
+    )
     garbage = as_annotator.post(url, {"images": ["x"], "label_class": classes[0].pk}, **HTMX)
     assert garbage.status_code == 400
     assert not Annotation.objects.exists()
@@ -178,8 +185,12 @@ def test_media_is_served_to_members_only(as_annotator, client, outsider, project
 
 def test_the_owner_adds_a_member_on_the_page(as_owner, project, outsider, as_annotator):
     response = as_owner.post(
-        f"/projects/{project.pk}/members/", {"username": outsider.username, "role": "annotator"}, **HTMX
+        f"/projects/{project.pk}/members/",
+        {"username": outsider.username, "role": "annotator"},
+        **HTMX,
     )
     assert response.status_code == 200 and b"oscar-outsider" in response.content
-    denied = as_annotator.post(f"/projects/{project.pk}/members/", {"username": "x", "role": "owner"})
+    denied = as_annotator.post(
+        f"/projects/{project.pk}/members/", {"username": "x", "role": "owner"}
+    )
     assert denied.status_code == 403

@@ -51,6 +51,9 @@ def test_queue_next_when_everything_is_labeled(api, annotator, project, images, 
     from labeling import services
 
     services.annotations_bulk_create(
-        project=project, image_ids=[i.pk for i in images], label_class=classes[0], annotator=annotator
+        project=project,
+        image_ids=[i.pk for i in images],
+        label_class=classes[0],
+        annotator=annotator,
     )
     assert api(annotator).post(f"/api/v1/projects/{project.pk}/queue/next/").status_code == 204

@@ -22,7 +22,9 @@ def test_upload_reports_every_file(api, owner, project):
 
 def test_a_batch_with_nothing_good_is_a_400(api, owner, project):
     response = api(owner).post(
-        f"/api/v1/projects/{project.pk}/images/", {"files": [upload("a.gif", b"GIF89a")]}, format="multipart"
+        f"/api/v1/projects/{project.pk}/images/",
+        {"files": [upload("a.gif", b"GIF89a")]},
+        format="multipart",
     )
     assert response.status_code == 400
     assert response.json()["results"][0]["status"] == "rejected"
@@ -37,7 +39,9 @@ def test_upload_without_files_is_a_400(api, owner, project):
 def test_a_zip_upload_imports_labels(api, owner, project):
     archive = zip_bytes({"cat/a.png": image_bytes(1), "dog/b.png": image_bytes(2)})
     response = api(owner).post(
-        f"/api/v1/projects/{project.pk}/images/", {"files": [upload("set.zip", archive)]}, format="multipart"
+        f"/api/v1/projects/{project.pk}/images/",
+        {"files": [upload("set.zip", archive)]},
+        format="multipart",
     )
     assert response.status_code == 201
     listed = api(owner).get(f"/api/v1/projects/{project.pk}/images/").json()["results"]

@@ -50,13 +50,17 @@ def test_an_outsider_cannot_write_anything(api, outsider, project, labeled, clas
     client = api(outsider)
     writes = [
         client.patch(f"{p}/", {"name": "mine"}, format="json"),
-        client.post(f"{p}/members/", {"username": "oscar-outsider", "role": "owner"}, format="json"),
+        client.post(
+            f"{p}/members/", {"username": "oscar-outsider", "role": "owner"}, format="json"
+        ),
         client.patch(f"{p}/members/{membership.pk}/", {"role": "annotator"}, format="json"),
         client.delete(f"{p}/members/{membership.pk}/"),
         client.post(f"{p}/classes/", {"name": "x"}, format="json"),
         client.patch(f"{p}/classes/{classes[0].pk}/", {"name": "x"}, format="json"),
         client.post(f"{p}/images/", {"files": [image_upload(99)]}, format="multipart"),
-        client.post(f"{p}/images/{labeled.pk}/annotations/", {"label_class": classes[1].pk}, format="json"),
+        client.post(
+            f"{p}/images/{labeled.pk}/annotations/", {"label_class": classes[1].pk}, format="json"
+        ),
         client.post(f"{p}/annotations/undo/"),
         client.post(f"{p}/queue/next/"),
     ]

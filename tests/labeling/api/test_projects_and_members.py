@@ -14,7 +14,9 @@ def test_it_requires_authentication(api, project):
 def test_token_auth(client, owner, project):
     from tests.factories import PASSWORD
 
-    response = client.post("/api/v1/auth/token/", {"username": owner.username, "password": PASSWORD})
+    response = client.post(
+        "/api/v1/auth/token/", {"username": owner.username, "password": PASSWORD}
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     assert Token.objects.get(user=owner).key == token
@@ -58,7 +60,9 @@ def test_members_list_add_change_remove(api, owner, annotator, outsider, project
         "rita-reviewer": "reviewer",
         "anna-annotator": "annotator",
     }
-    added = api(owner).post(url, {"username": outsider.username, "role": "annotator"}, format="json")
+    added = api(owner).post(
+        url, {"username": outsider.username, "role": "annotator"}, format="json"
+    )
     assert added.status_code == 201
     member_url = f"{url}{added.json()['id']}/"
     changed = api(owner).patch(member_url, {"role": "reviewer"}, format="json")
@@ -69,10 +73,14 @@ def test_members_list_add_change_remove(api, owner, annotator, outsider, project
 
 def test_an_annotator_cannot_change_members(api, annotator, outsider, project):
     url = f"/api/v1/projects/{project.pk}/members/"
-    response = api(annotator).post(url, {"username": outsider.username, "role": "owner"}, format="json")
+    response = api(annotator).post(
+        url, {"username": outsider.username, "role": "owner"}, format="json"
+    )
     assert response.status_code == 403
     me = Membership.objects.get(project=project, user=annotator)
-    assert api(annotator).patch(f"{url}{me.pk}/", {"role": "owner"}, format="json").status_code == 403
+    assert (
+        api(annotator).patch(f"{url}{me.pk}/", {"role": "owner"}, format="json").status_code == 403
+    )
     assert api(annotator).delete(f"{url}{me.pk}/").status_code == 403
     me.refresh_from_db()
     assert me.role == "annotator"
@@ -91,7 +99,9 @@ def test_the_last_owner_cannot_leave_or_be_demoted(api, owner, project):
 
 def test_adding_an_unknown_user_is_a_clear_error(api, owner, project):
     response = api(owner).post(
-        f"/api/v1/projects/{project.pk}/members/", {"username": "ghost", "role": "annotator"}, format="json"
+        f"/api/v1/projects/{project.pk}/members/",
+        {"username": "ghost", "role": "annotator"},
+        format="json",
     )
     assert response.status_code == 400
     assert "No user named 'ghost'" in str(response.json())

@@ -1,0 +1,6 @@
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("labeling.api.urls")),
+    path("", include("models_app.api.urls")),
+]

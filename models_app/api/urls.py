@@ -1,0 +1,12 @@
+from django.urls import path
+
+from models_app.api import views
+
+urlpatterns = [
+    path(
+        "projects/<int:project_id>/model/versions/",
+        views.ModelVersionListApi.as_view(),
+        name="model-version-list",
+    ),
+    path("projects/<int:project_id>/model/retrain/", views.RetrainApi.as_view(), name="retrain"),
+]

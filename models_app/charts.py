@@ -1,0 +1,55 @@
+"""Server-rendered SVG charts (matplotlib), embedded inline in the dashboard."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the non-GUI backend
+
+from models_app.selectors import CurvePoint  # noqa: E402
+
+
+def _svg(figure) -> str:
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prologue for inline use
+
+
+def confusion_svg(matrix: list[list[int]], names: list[str]) -> str:
+    size = max(3.5, 0.55 * len(names) + 1.5)
+    figure, axes = plt.subplots(figsize=(size + 1, size))
+    image = axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    peak = max((max(row) for row in matrix), default=0) or 1
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            colour = "white" if value > peak / 2 else "black"
+            axes.text(j, i, str(value), ha="center", va="center", color=colour, fontsize=9)
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    return _svg(figure)
+
+
+def learning_curve_svg(points: list[CurvePoint]) -> str:
+    figure, axes = plt.subplots(figsize=(5.5, 3.2))
+    axes.plot([p.labels for p in points], [p.accuracy for p in points], marker="o")
+    for p in points:
+        axes.annotate(
+            f"v{p.version}",
+            (p.labels, p.accuracy),
+            textcoords="offset points",
+            xytext=(3, 5),
+            fontsize=8,
+        )
+    axes.set_xlabel("labels")
+    axes.set_ylabel("test accuracy")
+    axes.set_ylim(0, 1.02)
+    axes.grid(alpha=0.3)
+    return _svg(figure)

@@ -1,0 +1,200 @@
+"""A classifier head on cached embeddings: linear or a small MLP, class-weighted,
+stopped early on the validation split and calibrated there by temperature scaling."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+HEAD_KINDS = ("linear", "mlp")
+
+
+@dataclass
+class TrainedHead:
+    kind: str
+    n_classes: int
+    dim: int
+    state: dict[str, torch.Tensor]
+    feature_mean: np.ndarray
+    feature_scale: np.ndarray
+    temperature: float
+    epochs: int
+
+
+def _module(kind: str, dim: int, n_classes: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(dim, n_classes)
+    if kind == "mlp":
+        return nn.Sequential(
+            nn.Linear(dim, 256), nn.ReLU(), nn.Dropout(0.2), nn.Linear(256, n_classes)
+        )
+    raise ValueError(f"unknown head kind {kind!r}; use one of {HEAD_KINDS}")
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
+def _prepare(head_or_stats, x: np.ndarray) -> torch.Tensor:
+    mean, scale = head_or_stats
+    return torch.from_numpy((_normalise(x) - mean) / scale)
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse class frequency, so rare classes count as much as common ones."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float32)
+    weights = np.where(counts > 0, len(y) / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0)
+    return weights.astype(np.float32)
+
+
+def train_head(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    n_classes: int,
+    *,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    kind: str = "linear",
+    weight_decay: float = 1e-3,
+    lr: float = 3e-3,
+    batch_size: int = 256,
+    max_epochs: int = 200,
+    patience: int = 10,
+    seed: int = 0,
+    device: str = "cpu",
+) -> TrainedHead:
+    if len(x_train) == 0:
+        raise ValueError("no training examples")
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    unit = _normalise(x_train)
+    mean = unit.mean(axis=0)
+    scale = unit.std(axis=0) + 1e-3
+    stats = (mean, scale)
+    xt = _prepare(stats, x_train).to(device)
+    yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
+    has_val = x_val is not None and y_val is not None and len(y_val) >= 2
+    if has_val:
+        xv = _prepare(stats, x_val).to(device)
+        yv = torch.as_tensor(y_val, dtype=torch.long, device=device)
+
+    model = _module(kind, xt.shape[1], n_classes).to(device)
+    weights = torch.as_tensor(class_weights(np.asarray(y_train), n_classes), device=device)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    batches_per_epoch = math.ceil(len(xt) / batch_size)
+    # Few examples make short epochs: give the optimiser enough steps either way.
+    epochs = max(20, min(max_epochs, math.ceil(600 / batches_per_epoch)))
+    best_loss, best_state, best_epoch, waited = math.inf, None, 0, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(xt), generator=generator).to(device)
+        for start in range(0, len(xt), batch_size):
+            idx = order[start : start + batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss_fn(model(xt[idx]), yt[idx]).backward()
+            optimiser.step()
+        if not has_val:
+            continue
+        model.eval()
+        with torch.no_grad():
+            val_loss = nn.functional.cross_entropy(model(xv), yv).item()
+        if val_loss < best_loss - 1e-4:
+            best_loss, best_epoch, waited = val_loss, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = epochs
+    model.eval()
+    temperature = 1.0
+    if has_val:
+        with torch.no_grad():
+            temperature = fit_temperature(model(xv).cpu(), yv.cpu())
+    return TrainedHead(
+        kind=kind,
+        n_classes=n_classes,
+        dim=xt.shape[1],
+        state={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        feature_mean=mean,
+        feature_scale=scale,
+        temperature=temperature,
+        epochs=best_epoch,
+    )
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature minimising validation NLL (Guo et al., 2017), kept in [0.05, 20]."""
+    log_t = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure():
+        optimiser.zero_grad()
+        loss = nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def _restore(head: TrainedHead, device: str = "cpu") -> nn.Module:
+    model = _module(head.kind, head.dim, head.n_classes)
+    model.load_state_dict(head.state)
+    return model.to(device).eval()
+
+
+def predict_proba(
+    head: TrainedHead, x: np.ndarray, *, device: str = "cpu", batch_size: int = 65536
+) -> np.ndarray:
+    """Calibrated class probabilities, float32 (N, n_classes)."""
+    model = _restore(head, device)
+    out = np.empty((len(x), head.n_classes), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            chunk = _prepare((head.feature_mean, head.feature_scale), x[start : start + batch_size])
+            logits = model(chunk.to(device)) / head.temperature
+            out[start : start + len(chunk)] = torch.softmax(logits, dim=1).cpu().numpy()
+    return out
+
+
+def head_to_bytes(head: TrainedHead) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "kind": head.kind,
+            "n_classes": head.n_classes,
+            "dim": head.dim,
+            "state": head.state,
+            "feature_mean": torch.from_numpy(head.feature_mean),
+            "feature_scale": torch.from_numpy(head.feature_scale),
+            "temperature": head.temperature,
+            "epochs": head.epochs,
+        },
+        buffer,
+    )
+    return buffer.getvalue()
+
+
+def head_from_bytes(data: bytes) -> TrainedHead:
+    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return TrainedHead(
+        kind=saved["kind"],
+        n_classes=saved["n_classes"],
+        dim=saved["dim"],
+        state=saved["state"],
+        feature_mean=saved["feature_mean"].numpy(),
+        feature_scale=saved["feature_scale"].numpy(),
+        temperature=float(saved["temperature"]),
+        epochs=int(saved["epochs"]),
+    )

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from labeling.models import Image, Project
+
+
+class LearnerSettings(models.Model):
+    """How a project's model is trained. Created with defaults on first use."""
+
+    class HeadKind(models.TextChoices):
+        LINEAR = "linear", "Linear"
+        MLP = "mlp", "Small MLP"
+
+    project = models.OneToOneField(
+        Project, on_delete=models.CASCADE, primary_key=True, related_name="learner"
+    )
+    retrain_every = models.PositiveIntegerField(
+        default=50, help_text="Retrain after this many new labels; 0 turns it off."
+    )
+    head_kind = models.CharField(max_length=10, choices=HeadKind.choices, default="linear")
+
+    class Meta:
+        verbose_name_plural = "learner settings"
+
+    def __str__(self) -> str:
+        return f"learner of {self.project}"
+
+
+class Embedding(models.Model):
+    """One image's features from one backbone, as float16 bytes.
+
+    A row with no vector is a claim: a worker is computing it (since `claimed_at`).
+    """
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="embeddings")
+    backbone = models.CharField(max_length=200)
+    vector = models.BinaryField(null=True)
+    dim = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "backbone"], name="embedding_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.backbone} of image {self.image_id}"
+
+
+class ModelVersion(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        BUTTON = "button", "Retrain button"
+        ADMIN = "admin", "Admin action"
+        AUTO = "auto", "New labels"
+        API = "api", "REST API"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    is_active = models.BooleanField(default=False)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    backbone = models.CharField(max_length=200)
+    head_kind = models.CharField(max_length=10, default="linear")
+    progress = models.CharField(max_length=200, blank=True)
+    # Which classes the head's outputs are, in order: [class id, ...].
+    class_ids = models.JSONField(default=list)
+    # Labels per class and split when training started, and how many labels in all.
+    label_counts = models.JSONField(default=dict)
+    labels_total = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    artifact = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="modelversion_number"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_active=True), name="modelversion_one_active"
+            ),
+            # One training per project at a time: at most one queued or running version.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(status__in=["queued", "running"]),
+                name="modelversion_one_pending",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.number} ({self.status})"
+
+    @property
+    def accuracy(self) -> float | None:
+        return (self.metrics.get("test") or {}).get("accuracy")

@@ -1,0 +1,384 @@
+"""Writes of the learner: embeddings, model versions and the suggestions they make.
+
+The heavy work (embedding, training) runs in django-q2 workers through `tasks.py`; the
+web process only requests it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from labeling.models import Image, LabelClass, Project
+from labeling.services import Suggestion, image_suggestions_write
+from models_app.ml.backbone import Backbone, cached_backbone
+from models_app.ml.embed import embed_batches
+from models_app.ml.head import (
+    TrainedHead,
+    head_from_bytes,
+    head_to_bytes,
+    predict_proba,
+    train_head,
+)
+from models_app.ml.metrics import evaluate
+from models_app.models import Embedding, LearnerSettings, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(Exception):
+    """A training run that cannot go ahead, with a message for the person who asked."""
+
+
+# --- backbone and embeddings ---------------------------------------------------------
+
+
+def backbone_key() -> str:
+    """Names the features an embedding holds: the model, and its weights if not default."""
+    config = settings.LEARNER
+    weights = config["BACKBONE_WEIGHTS"]
+    return f"{config['BACKBONE']}:{weights.rsplit('/', 1)[-1]}" if weights else config["BACKBONE"]
+
+
+def backbone_load() -> Backbone:
+    config = settings.LEARNER
+    return cached_backbone(config["BACKBONE"], config["BACKBONE_WEIGHTS"], config["DEVICE"])
+
+
+def learner_settings(*, project: Project) -> LearnerSettings:
+    return LearnerSettings.objects.get_or_create(project=project)[0]
+
+
+@transaction.atomic
+def embeddings_claim(*, limit: int, project: Project | None = None) -> list[int]:
+    """Claim up to `limit` images that still need an embedding, for one worker.
+
+    Missing rows are created empty first; claims are taken with SKIP LOCKED, so two
+    dispatchers never claim the same image, and a claim older than CLAIM_SECONDS (its
+    worker died) can be taken again. Returns the claimed Embedding ids.
+    """
+    key = backbone_key()
+    now = timezone.now()
+    _embedding_rows_create(project=project)
+    stale = now - timedelta(seconds=settings.LEARNER["CLAIM_SECONDS"])
+    open_rows = Embedding.objects.filter(backbone=key, vector__isnull=True).filter(
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=stale)
+    )
+    if project is not None:
+        open_rows = open_rows.filter(image__project=project)
+    ids = list(
+        open_rows.select_for_update(skip_locked=True, of=("self",))
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    Embedding.objects.filter(pk__in=ids).update(claimed_at=now)
+    return ids
+
+
+def _embedding_rows_create(*, project: Project | None) -> None:
+    key = backbone_key()
+    images = Image.objects.exclude(embeddings__backbone=key)
+    if project is not None:
+        images = images.filter(project=project)
+    Embedding.objects.bulk_create(
+        [Embedding(image_id=pk, backbone=key) for pk in images.values_list("id", flat=True)],
+        batch_size=5000,
+        ignore_conflicts=True,
+    )
+
+
+def embeddings_dispatch(*, project: Project | None = None) -> int:
+    """Split every image still lacking an embedding into chunks and enqueue a task per
+    chunk. Safe to call often and from several places. Returns how many tasks."""
+    tasks = 0
+    while ids := embeddings_claim(limit=settings.LEARNER["EMBED_CHUNK"], project=project):
+        async_task("models_app.tasks.embed_chunk", ids, task_name=f"embed {ids[0]}+{len(ids)}")
+        tasks += 1
+    return tasks
+
+
+def embeddings_compute(*, embedding_ids: list[int]) -> int:
+    """Compute and store the vectors of these Embedding rows. Idempotent: rows that
+    already have a vector are skipped. Each batch is stored as soon as it is computed, so
+    a crash loses at most one batch. Returns how many were computed."""
+    rows = list(
+        Embedding.objects.filter(pk__in=embedding_ids, vector__isnull=True)
+        .select_related("image")
+        .order_by("id")
+    )
+    if not rows:
+        return 0
+    backbone = backbone_load()
+    sources = [_image_source(row.image) for row in rows]
+    for start, vectors in embed_batches(
+        backbone, sources, batch_size=settings.LEARNER["EMBED_BATCH"]
+    ):
+        batch = rows[start : start + len(vectors)]
+        for row, vector in zip(batch, vectors, strict=True):
+            row.vector = vector.astype(np.float16).tobytes()
+            row.dim = len(vector)
+        Embedding.objects.bulk_update(batch, ["vector", "dim"])
+    return len(rows)
+
+
+def _image_source(image: Image):
+    try:
+        return default_storage.path(image.file.name)
+    except NotImplementedError:  # remote storage: stream the file instead
+        return image.file.open("rb")
+
+
+def embeddings_ensure(*, project: Project) -> int:
+    """Compute, here and now, every missing embedding of `project` (used by training,
+    which cannot wait for other workers). Returns how many were computed."""
+    _embedding_rows_create(project=project)
+    ids = list(
+        Embedding.objects.filter(
+            image__project=project, backbone=backbone_key(), vector__isnull=True
+        ).values_list("id", flat=True)
+    )
+    return embeddings_compute(embedding_ids=ids)
+
+
+def embedding_matrix(image_ids: list[int]) -> np.ndarray:
+    """float32 (len(image_ids), dim) in the order given; every image must be embedded."""
+    rows = dict(
+        Embedding.objects.filter(
+            image_id__in=image_ids, backbone=backbone_key(), vector__isnull=False
+        ).values_list("image_id", "vector")
+    )
+    missing = [pk for pk in image_ids if pk not in rows]
+    if missing:
+        raise TrainingError(f"{len(missing)} images have no embedding yet.")
+    if not image_ids:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([np.frombuffer(bytes(rows[pk]), dtype=np.float16) for pk in image_ids]).astype(
+        np.float32
+    )
+
+
+# --- model versions ------------------------------------------------------------------
+
+
+def model_version_request(
+    *, project: Project, trigger: str, user: AbstractBaseUser | None = None
+) -> ModelVersion:
+    """Ask for a new model version of `project` and enqueue its training.
+
+    At most one version per project is queued or running: asking again returns that
+    one. A running version whose worker is gone (older than the task timeout) is marked
+    failed first, so a crash never blocks retraining for good.
+    """
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=project.pk)
+        pending = ModelVersion.objects.filter(
+            project=project, status__in=[ModelVersion.Status.QUEUED, ModelVersion.Status.RUNNING]
+        ).first()
+        if pending and not _is_lost(pending):
+            return pending
+        if pending:
+            _fail(pending, "The worker stopped before the training finished.")
+        number = (project.model_versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        version = ModelVersion.objects.create(
+            project=project,
+            number=number,
+            trigger=trigger,
+            requested_by=user,
+            backbone=backbone_key(),
+            head_kind=learner_settings(project=project).head_kind,
+        )
+        transaction.on_commit(
+            lambda: async_task(
+                "models_app.tasks.train_model_version",
+                version.pk,
+                task_name=f"train {project.pk} v{number}",
+            )
+        )
+    return version
+
+
+def _is_lost(version: ModelVersion) -> bool:
+    if version.status != ModelVersion.Status.RUNNING or version.started_at is None:
+        return False
+    return version.started_at < timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"])
+
+
+def _fail(version: ModelVersion, error: str) -> None:
+    now = timezone.now()
+    ModelVersion.objects.filter(pk=version.pk).update(
+        status=ModelVersion.Status.FAILED,
+        error=error,
+        finished_at=now,
+        duration_seconds=(now - version.started_at).total_seconds() if version.started_at else None,
+    )
+
+
+@dataclass
+class _Dataset:
+    class_ids: list[int]
+    ids: dict[str, list[int]]
+    y: dict[str, np.ndarray]
+    counts: dict[str, dict[str, int]]
+    total: int
+
+
+def _dataset(project: Project) -> _Dataset:
+    classes = list(
+        LabelClass.objects.filter(project=project, is_active=True).order_by("order", "id")
+    )
+    labeled = list(
+        Image.objects.filter(project=project, label__in=classes)
+        .values_list("id", "label_id", "split")
+        .order_by("id")
+    )
+    counts = {str(c.pk): {"name": c.name, "train": 0, "val": 0, "test": 0} for c in classes}
+    for _, label_id, split in labeled:
+        if split in ("train", "val", "test"):
+            counts[str(label_id)][split] += 1
+    class_ids = [c.pk for c in classes if counts[str(c.pk)]["train"] > 0]
+    if len(class_ids) < 2:
+        have = ", ".join(f"{v['name']}: {v['train']}" for v in counts.values()) or "no classes"
+        raise TrainingError(
+            f"Training needs labeled training images of at least two active classes ({have})."
+        )
+    index = {pk: i for i, pk in enumerate(class_ids)}
+    ids: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    ys: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for image_id, label_id, split in labeled:
+        if split in ids and label_id in index:
+            ids[split].append(image_id)
+            ys[split].append(index[label_id])
+    return _Dataset(
+        class_ids=class_ids,
+        ids=ids,
+        y={k: np.asarray(v, dtype=np.int64) for k, v in ys.items()},
+        counts=counts,
+        total=len(labeled),
+    )
+
+
+def _progress(version: ModelVersion, text: str) -> None:
+    ModelVersion.objects.filter(pk=version.pk).update(progress=text)
+
+
+def model_version_train(*, version_id: int) -> ModelVersion:
+    """Train, evaluate and score one requested version, then make it the active one.
+
+    Idempotent: a version already finished is returned as it is, and a rerun after a
+    crash starts over. Any failure is recorded on the version (status failed, with the
+    error) and the previously active version keeps serving; suggestions are written
+    only once the new model is complete.
+    """
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(pk=version_id)
+        if version.status in (ModelVersion.Status.SUCCEEDED, ModelVersion.Status.FAILED):
+            return version
+        version.status = ModelVersion.Status.RUNNING
+        version.started_at = timezone.now()
+        version.error = ""
+        version.save(update_fields=["status", "started_at", "error"])
+    started = time.monotonic()
+    try:
+        outcome = _train(version)
+    except Exception as error:  # noqa: BLE001 - every failure is recorded, none is lost
+        logger.exception("training %s failed", version)
+        message = (
+            str(error) if isinstance(error, TrainingError) else f"{type(error).__name__}: {error}"
+        )
+        _fail(version, message)
+        version.refresh_from_db()
+        return version
+
+    with transaction.atomic():
+        ModelVersion.objects.filter(project=version.project, is_active=True).update(is_active=False)
+        for field, value in outcome.items():
+            setattr(version, field, value)
+        version.status = ModelVersion.Status.SUCCEEDED
+        version.is_active = True
+        version.progress = ""
+        version.finished_at = timezone.now()
+        version.duration_seconds = time.monotonic() - started
+        version.save()
+    return version
+
+
+def _train(version: ModelVersion) -> dict:
+    project = version.project
+    _progress(version, "Embedding images")
+    embeddings_ensure(project=project)
+    _progress(version, "Training")
+    data = _dataset(project)
+    x = {split: embedding_matrix(ids) for split, ids in data.ids.items() if ids}
+    head = train_head(
+        x["train"],
+        data.y["train"],
+        len(data.class_ids),
+        x_val=x.get("val"),
+        y_val=data.y["val"] if "val" in x else None,
+        kind=version.head_kind,
+        device=str(backbone_load().device),
+    )
+    metrics = {"temperature": head.temperature, "epochs": head.epochs, "classes": data.class_ids}
+    for split in ("test", "val"):
+        if split in x:
+            metrics[split] = evaluate(
+                data.y[split], predict_proba(head, x[split]), len(data.class_ids)
+            )
+    artifact = default_storage.save(
+        f"models/{project.pk}/v{version.number}-{uuid.uuid4().hex[:8]}.pt",
+        ContentFile(head_to_bytes(head)),
+    )
+    _progress(version, "Scoring unlabeled images")
+    suggestions_write(project=project, head=head, class_ids=data.class_ids)
+    return {
+        "class_ids": data.class_ids,
+        "label_counts": data.counts,
+        "labels_total": data.total,
+        "metrics": metrics,
+        "artifact": artifact,
+    }
+
+
+def suggestions_write(*, project: Project, head: TrainedHead, class_ids: list[int]) -> int:
+    """Score every unlabeled image of `project` and store its suggested class,
+    confidence and priority (least confident first)."""
+    ids = list(
+        Image.objects.filter(project=project, label__isnull=True)
+        .values_list("id", flat=True)
+        .order_by("id")
+    )
+    if not ids:
+        return 0
+    proba = predict_proba(head, embedding_matrix(ids))
+    best = proba.argmax(axis=1)
+    confidence = proba.max(axis=1)
+    return image_suggestions_write(
+        project=project,
+        suggestions=[
+            Suggestion(
+                image_id=pk,
+                class_id=class_ids[int(best[i])],
+                confidence=float(confidence[i]),
+                priority=float(1.0 - confidence[i]),
+            )
+            for i, pk in enumerate(ids)
+        ],
+    )
+
+
+def model_version_head(*, version: ModelVersion) -> TrainedHead:
+    with default_storage.open(version.artifact, "rb") as f:
+        return head_from_bytes(f.read())

@@ -1,0 +1,26 @@
+"""django-q2 tasks: thin, idempotent, taking ids and calling a service."""
+
+from __future__ import annotations
+
+from models_app import selectors, services
+from models_app.models import ModelVersion
+
+
+def embed_chunk(embedding_ids: list[int]) -> int:
+    return services.embeddings_compute(embedding_ids=embedding_ids)
+
+
+def dispatch_embeddings() -> int:
+    return services.embeddings_dispatch()
+
+
+def train_model_version(version_id: int) -> str:
+    return services.model_version_train(version_id=version_id).status
+
+
+def retrain_due_projects() -> int:
+    """Request a version for every project that gathered enough new labels."""
+    due = selectors.projects_due_for_training()
+    for project in due:
+        services.model_version_request(project=project, trigger=ModelVersion.Trigger.AUTO)
+    return len(due)

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from models_app import views
+
+app_name = "models_app"
+
+urlpatterns = [
+    path("projects/<int:project_id>/model/", views.dashboard, name="dashboard"),
+    path("projects/<int:project_id>/model/status/", views.learner_status, name="status"),
+    path("projects/<int:project_id>/model/retrain/", views.retrain, name="retrain"),
+]
