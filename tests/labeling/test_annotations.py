@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from labeling import selectors, services
-from labeling.models import Annotation
+from labeling.models import Annotation, Image
 
 
 def history(image):
@@ -128,3 +128,22 @@ def test_class_keys_and_names(project):
     # A deactivated class frees its key.
     services.label_class_update(label_class=made[1], is_active=False)
     assert services.label_class_update(label_class=made[0], key="2").key == "2"
+
+
+def test_a_labeled_image_joins_a_split_drawn_from_its_hash(project, owner, classes):
+    from tests.conftest import add_images
+
+    images = add_images(project, owner, 200, start=1000)
+    services.annotations_bulk_create(
+        project=project, image_ids=[i.pk for i in images], label_class=classes[0], annotator=owner
+    )
+    splits = [i.split for i in Image.objects.filter(pk__in=[i.pk for i in images])]
+    # 20% test and 10% validation by default; a uniform draw lands near those rates.
+    assert 20 <= splits.count("test") <= 60
+    assert 5 <= splits.count("val") <= 35
+    assert splits.count("train") + splits.count("val") + splits.count("test") == 200
+    # Relabeling never moves an image to another split.
+    image = Image.objects.get(pk=images[0].pk)
+    services.annotation_create(image=image, label_class=classes[1], annotator=owner)
+    image.refresh_from_db()
+    assert image.split == splits[0]

@@ -68,8 +68,9 @@ def test_list_filters_and_paginates(api, annotator, project, images, classes):
     assert client.get(url, {"label": "labeled"}).json()["count"] == 2
     by_class = client.get(url, {"label": classes[1].pk}).json()
     assert [i["id"] for i in by_class["results"]] == [images[1].pk]
-    assert client.get(url, {"split": "unassigned", "source": "upload"}).json()["count"] == 6
-    assert client.get(url, {"split": "test"}).json()["count"] == 0
+    assert client.get(url, {"split": "unassigned", "source": "upload"}).json()["count"] == 4
+    held_out = sum(client.get(url, {"split": s}).json()["count"] for s in ("train", "val", "test"))
+    assert held_out == 2  # labeling put each labeled image in a split
     assert client.get(url, {"label": "cats"}).status_code == 400
     assert client.get(url, {"split": "nonsense"}).status_code == 400
 
@@ -87,3 +88,20 @@ def test_detail_and_file(api, annotator, project, images):
     assert thumb.status_code == 200 and b"".join(thumb.streaming_content)[:2] == b"\xff\xd8"
     bad = client.get(f"/api/v1/projects/{project.pk}/images/{image.pk}/file/", {"variant": "huge"})
     assert bad.status_code == 400
+
+
+def test_list_by_suggested_class_and_confidence(api, annotator, project, images, classes):
+    services.image_suggestions_write(
+        project=project,
+        suggestions=[
+            services.Suggestion(image.pk, classes[i % 2].pk, confidence, 1 - confidence)
+            for i, (image, confidence) in enumerate(zip(images, [0.9, 0.5, 0.7, 0.6, 0.99, 0.3]))
+        ],
+    )
+    url = f"/api/v1/projects/{project.pk}/images/"
+    client = api(annotator)
+    dogs = client.get(url, {"suggested": classes[1].pk, "order": "confidence"}).json()["results"]
+    assert [i["id"] for i in dogs] == [images[5].pk, images[1].pk, images[3].pk]
+    surest = client.get(url, {"order": "-confidence"}).json()["results"][0]
+    assert surest["id"] == images[4].pk
+    assert client.get(url, {"order": "width"}).status_code == 400
