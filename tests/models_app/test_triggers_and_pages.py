@@ -1,0 +1,126 @@
+"""The ways a retrain is asked for (button, admin, API, new labels) and the pages showing it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+from django.test import Client
+
+from labeling import services as labeling_services
+from models_app import selectors, services
+from models_app.models import Embedding, LearnerSettings, ModelVersion
+from tests.conftest import add_images
+from tests.factories import UserFactory
+from tests.models_app.conftest import labeled_project
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_retrain_button_queues_a_version_and_shows_progress(project, owner):
+    response = logged_in(owner).post(f"/projects/{project.pk}/model/retrain/", **HTMX)
+    assert response.status_code == 200
+    version = ModelVersion.objects.get(project=project)
+    assert (version.trigger, version.status, version.requested_by) == ("button", "queued", owner)
+    html = response.content.decode()
+    assert "Training v1: queued" in html
+    assert 'hx-trigger="every 2s"' in html  # the panel polls until the run is over
+
+
+def test_an_annotator_cannot_retrain(project, annotator):
+    assert logged_in(annotator).post(f"/projects/{project.pk}/model/retrain/").status_code == 403
+    api = logged_in(annotator)
+    assert api.post(f"/api/v1/projects/{project.pk}/model/retrain/").status_code == 403
+    assert not ModelVersion.objects.exists()
+
+
+def test_outsiders_see_nothing_of_the_model(project, outsider):
+    client = logged_in(outsider)
+    for url in [
+        f"/projects/{project.pk}/model/",
+        f"/projects/{project.pk}/model/status/",
+        f"/api/v1/projects/{project.pk}/model/versions/",
+    ]:
+        assert client.get(url).status_code == 404, url
+    assert client.post(f"/projects/{project.pk}/model/retrain/").status_code == 404
+    assert client.post(f"/api/v1/projects/{project.pk}/model/retrain/").status_code == 404
+
+
+def test_the_api_queues_and_lists_versions(project, reviewer):
+    client = logged_in(reviewer)
+    queued = client.post(f"/api/v1/projects/{project.pk}/model/retrain/")
+    assert queued.status_code == 202 and queued.json()["trigger"] == "api"
+    again = client.post(f"/api/v1/projects/{project.pk}/model/retrain/")
+    assert again.json()["id"] == queued.json()["id"]
+    listed = client.get(f"/api/v1/projects/{project.pk}/model/versions/").json()
+    assert [v["number"] for v in listed] == [1]
+
+
+def test_the_admin_action_queues_a_retrain(project, db):
+    admin = UserFactory(username="support", is_staff=True, is_superuser=True)
+    response = logged_in(admin).post(
+        "/admin/labeling/project/", {"action": "retrain", "_selected_action": [project.pk]}
+    )
+    assert response.status_code == 302
+    assert ModelVersion.objects.get(project=project).trigger == "admin"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dashboard_shows_metrics_charts_and_versions(project, owner, fashion):
+    labeled_project(project, owner, fashion, ["Trouser", "Bag", "Sneaker"], per_class=10)
+    version = services.model_version_request(project=project, trigger="button", user=owner)
+    services.model_version_train(version_id=version.pk)
+    page = logged_in(owner).get(f"/projects/{project.pk}/model/").content.decode()
+    assert "Active: v1" in page
+    assert '<section class="card chart" id="confusion">' in page and "<svg" in page
+    assert 'id="learning-curve"' in page
+    for name in ("Trouser", "Bag", "Sneaker"):
+        assert f"<td>{name}</td>" in page
+
+
+def test_retraining_is_due_after_n_new_labels(project, owner, classes):
+    LearnerSettings.objects.create(project=project, retrain_every=3)
+    images = add_images(project, owner, 6)
+    for image in images[:2]:
+        labeling_services.annotation_create(image=image, label_class=classes[0], annotator=owner)
+    assert selectors.projects_due_for_training() == []
+    labeling_services.annotation_create(image=images[2], label_class=classes[1], annotator=owner)
+    assert selectors.projects_due_for_training() == [project]
+    version = services.model_version_request(project=project, trigger="auto")
+    assert selectors.projects_due_for_training() == []  # one is queued already
+    ModelVersion.objects.filter(pk=version.pk).update(status="failed")
+    assert selectors.projects_due_for_training() == []  # no new labels since it was asked
+    for image in images[3:]:
+        labeling_services.annotation_create(image=image, label_class=classes[2], annotator=owner)
+    assert selectors.projects_due_for_training() == [project]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_dispatchers_never_claim_an_image_twice(project, owner):
+    add_images(project, owner, 40)
+    claims: list[list[int]] = []
+    barrier = threading.Barrier(6)
+
+    def claim():
+        barrier.wait()
+        try:
+            while ids := services.embeddings_claim(limit=3, project=project):
+                claims.append(ids)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=claim) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = [pk for ids in claims for pk in ids]
+    assert len(claimed) == len(set(claimed)) == 40
+    assert Embedding.objects.filter(image__project=project).count() == 40
