@@ -32,6 +32,8 @@ run: $(VENV)/.installed-run
 # Installs PostgreSQL, Chromium and Fashion-MNIST from Debian if missing, starts
 # PostgreSQL, and runs the whole suite against it (browser tests included).
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	@url=$$(scripts/test-services.sh) && \
 	DATABASE_URL=$$url $(BIN)/pytest $(PYTEST_ARGS)
 

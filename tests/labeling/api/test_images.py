@@ -95,7 +95,9 @@ def test_list_by_suggested_class_and_confidence(api, annotator, project, images,
         project=project,
         suggestions=[
             services.Suggestion(image.pk, classes[i % 2].pk, confidence, 1 - confidence)
-            for i, (image, confidence) in enumerate(zip(images, [0.9, 0.5, 0.7, 0.6, 0.99, 0.3]))
+            for i, (image, confidence) in enumerate(
+                zip(images, [0.9, 0.5, 0.7, 0.6, 0.99, 0.3], strict=True)
+            )
         ],
     )
     url = f"/api/v1/projects/{project.pk}/images/"
