@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from django.conf import settings
+from django.db import connection
 from rest_framework.test import APIClient
 
 from labeling import services
+from labeling.datasets import fashion_mnist_read
 from labeling.models import Image, Membership
 from tests.factories import UserFactory, image_upload
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -82,3 +93,44 @@ def api():
 @pytest.fixture
 def roles():
     return Membership.Role
+
+
+@pytest.fixture
+def worker(transactional_db, media_root):
+    """A real django-q2 worker process on the test database and media folder."""
+    db = connection.settings_dict
+    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    url = f"postgres://{db['USER']}:{db['PASSWORD']}@{host}/{db['NAME']}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "MEDIA_ROOT": str(media_root),
+        "Q_WORKERS": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    log = open(media_root.parent / "qcluster.log", "w+")  # noqa: SIM115 - read in teardown
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    yield process
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.seek(0)
+    print(log.read()[-3000:])
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    directory = Path(settings.LABELING["FASHION_MNIST_DIR"])
+    if not directory.exists():
+        pytest.fail("Fashion-MNIST missing: `make test` installs dataset-fashion-mnist")
+    return fashion_mnist_read(directory, "test")

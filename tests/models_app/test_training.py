@@ -12,7 +12,7 @@ from labeling.datasets import FASHION_MNIST_CLASSES
 from labeling.models import Image
 from models_app import services
 from models_app.models import Embedding, ModelVersion
-from tests.models_app.conftest import labeled_project, wait_for
+from tests.fashion import labeled_project, wait_for
 
 
 def finished(version):

@@ -13,7 +13,7 @@ from models_app import selectors, services
 from models_app.models import Embedding, LearnerSettings, ModelVersion
 from tests.conftest import add_images
 from tests.factories import UserFactory
-from tests.models_app.conftest import labeled_project
+from tests.fashion import labeled_project
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
