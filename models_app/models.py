@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -21,6 +22,13 @@ class LearnerSettings(models.Model):
         default=50, help_text="Retrain after this many new labels; 0 turns it off."
     )
     head_kind = models.CharField(max_length=10, choices=HeadKind.choices, default="linear")
+    fine_tune = models.BooleanField(
+        default=False,
+        help_text="Also fine-tune the whole backbone with augmentation (slow without a GPU).",
+    )
+    fine_tune_epochs = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
 
     class Meta:
         verbose_name_plural = "learner settings"
@@ -74,6 +82,7 @@ class ModelVersion(models.Model):
     )
     backbone = models.CharField(max_length=200)
     head_kind = models.CharField(max_length=10, default="linear")
+    fine_tuned = models.BooleanField(default=False)
     progress = models.CharField(max_length=200, blank=True)
     # Which classes the head's outputs are, in order: [class id, ...].
     class_ids = models.JSONField(default=list)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -26,9 +28,9 @@ from labeling.models import Image, LabelClass, Project
 from labeling.services import Suggestion, image_suggestions_write
 from models_app.ml.backbone import Backbone, cached_backbone
 from models_app.ml.embed import embed_batches
+from models_app.ml.finetune import finetune, finetuned_to_bytes, predictor
 from models_app.ml.head import (
     TrainedHead,
-    head_from_bytes,
     head_to_bytes,
     predict_proba,
     train_head,
@@ -192,13 +194,15 @@ def model_version_request(
         if pending:
             _fail(pending, "The worker stopped before the training finished.")
         number = (project.model_versions.aggregate(n=Max("number"))["n"] or 0) + 1
+        learner = learner_settings(project=project)
         version = ModelVersion.objects.create(
             project=project,
             number=number,
             trigger=trigger,
             requested_by=user,
             backbone=backbone_key(),
-            head_kind=learner_settings(project=project).head_kind,
+            head_kind=learner.head_kind,
+            fine_tuned=learner.fine_tune,
         )
         transaction.on_commit(
             lambda: async_task(
@@ -322,6 +326,7 @@ def _train(version: ModelVersion) -> dict:
     _progress(version, "Training")
     data = _dataset(project)
     x = {split: embedding_matrix(ids) for split, ids in data.ids.items() if ids}
+    device = str(backbone_load().device)
     head = train_head(
         x["train"],
         data.y["train"],
@@ -329,20 +334,27 @@ def _train(version: ModelVersion) -> dict:
         x_val=x.get("val"),
         y_val=data.y["val"] if "val" in x else None,
         kind=version.head_kind,
-        device=str(backbone_load().device),
+        device=device,
     )
     metrics = {"temperature": head.temperature, "epochs": head.epochs, "classes": data.class_ids}
+
+    def proba_for(image_ids: list[int]) -> np.ndarray:
+        return predict_proba(head, embedding_matrix(image_ids))
+
+    artifact_bytes = head_to_bytes(head)
+    if version.fine_tuned:
+        proba_for, artifact_bytes = _fine_tune(version, data, head, metrics)
     for split in ("test", "val"):
-        if split in x:
+        if data.ids[split]:
             metrics[split] = evaluate(
-                data.y[split], predict_proba(head, x[split]), len(data.class_ids)
+                data.y[split], proba_for(data.ids[split]), len(data.class_ids)
             )
     artifact = default_storage.save(
         f"models/{project.pk}/v{version.number}-{uuid.uuid4().hex[:8]}.pt",
-        ContentFile(head_to_bytes(head)),
+        ContentFile(artifact_bytes),
     )
     _progress(version, "Scoring unlabeled images")
-    suggestions_write(project=project, head=head, class_ids=data.class_ids)
+    suggestions_write(project=project, proba_for=proba_for, class_ids=data.class_ids)
     return {
         "class_ids": data.class_ids,
         "label_counts": data.counts,
@@ -352,9 +364,41 @@ def _train(version: ModelVersion) -> dict:
     }
 
 
-def suggestions_write(*, project: Project, head: TrainedHead, class_ids: list[int]) -> int:
-    """Score every unlabeled image of `project` and store its suggested class,
-    confidence and priority (least confident first)."""
+def _fine_tune(version: ModelVersion, data: _Dataset, probe: TrainedHead, metrics: dict):
+    """Fine-tune the whole network from the probe; returns its probability function and
+    its artifact. Scoring then runs the network over image files, not cached embeddings."""
+    _progress(version, "Fine-tuning the backbone")
+    config = settings.LEARNER
+    weights = Path(config["BACKBONE_WEIGHTS"]) if config["BACKBONE_WEIGHTS"] else None
+    tuned = finetune(
+        probe,
+        _sources(data.ids["train"]),
+        data.y["train"],
+        val_paths=_sources(data.ids["val"]),
+        y_val=data.y["val"],
+        backbone_name=config["BACKBONE"],
+        weights=weights,
+        epochs=learner_settings(project=version.project).fine_tune_epochs,
+        batch_size=config["EMBED_BATCH"],
+        device=config["DEVICE"],
+    )
+    metrics.update(fine_tune_epochs=tuned.epochs, temperature=tuned.temperature)
+    network = predictor(
+        tuned, probe, backbone_name=config["BACKBONE"], weights=weights, device=config["DEVICE"]
+    )
+    return (lambda image_ids: network(_sources(image_ids))), finetuned_to_bytes(tuned, probe)
+
+
+def _sources(image_ids: list[int]) -> list:
+    images = Image.objects.in_bulk(image_ids)
+    return [_image_source(images[pk]) for pk in image_ids]
+
+
+def suggestions_write(
+    *, project: Project, proba_for: Callable[[list[int]], np.ndarray], class_ids: list[int]
+) -> int:
+    """Score every unlabeled image of `project` with `proba_for` and store its suggested
+    class, confidence and priority (least confident first)."""
     ids = list(
         Image.objects.filter(project=project, label__isnull=True)
         .values_list("id", flat=True)
@@ -362,7 +406,7 @@ def suggestions_write(*, project: Project, head: TrainedHead, class_ids: list[in
     )
     if not ids:
         return 0
-    proba = predict_proba(head, embedding_matrix(ids))
+    proba = proba_for(ids)
     best = proba.argmax(axis=1)
     confidence = proba.max(axis=1)
     return image_suggestions_write(
@@ -377,8 +421,3 @@ def suggestions_write(*, project: Project, head: TrainedHead, class_ids: list[in
             for i, pk in enumerate(ids)
         ],
     )
-
-
-def model_version_head(*, version: ModelVersion) -> TrainedHead:
-    with default_storage.open(version.artifact, "rb") as f:
-        return head_from_bytes(f.read())

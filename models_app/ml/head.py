@@ -148,7 +148,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
-def _restore(head: TrainedHead, device: str = "cpu") -> nn.Module:
+def restore_module(head: TrainedHead, device: str = "cpu") -> nn.Module:
     model = _module(head.kind, head.dim, head.n_classes)
     model.load_state_dict(head.state)
     return model.to(device).eval()
@@ -158,7 +158,7 @@ def predict_proba(
     head: TrainedHead, x: np.ndarray, *, device: str = "cpu", batch_size: int = 65536
 ) -> np.ndarray:
     """Calibrated class probabilities, float32 (N, n_classes)."""
-    model = _restore(head, device)
+    model = restore_module(head, device)
     out = np.empty((len(x), head.n_classes), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(x), batch_size):
