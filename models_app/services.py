@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -62,6 +63,23 @@ def backbone_load() -> Backbone:
 
 def learner_settings(*, project: Project) -> LearnerSettings:
     return LearnerSettings.objects.get_or_create(project=project)[0]
+
+
+@transaction.atomic
+def learner_settings_update(*, project: Project, **changes) -> LearnerSettings:
+    """Change how `project` trains (retrain_every, head_kind, fine_tune,
+    fine_tune_epochs); the next version uses them."""
+    allowed = {"retrain_every", "head_kind", "fine_tune", "fine_tune_epochs"}
+    if set(changes) - allowed:
+        raise ValidationError(f"Unknown settings: {', '.join(sorted(set(changes) - allowed))}.")
+    learner = LearnerSettings.objects.select_for_update().get(
+        pk=learner_settings(project=project).pk
+    )
+    for field, value in changes.items():
+        setattr(learner, field, value)
+    learner.full_clean()
+    learner.save()
+    return learner
 
 
 @transaction.atomic

@@ -8,4 +8,5 @@ urlpatterns = [
     path("projects/<int:project_id>/model/", views.dashboard, name="dashboard"),
     path("projects/<int:project_id>/model/status/", views.learner_status, name="status"),
     path("projects/<int:project_id>/model/retrain/", views.retrain, name="retrain"),
+    path("projects/<int:project_id>/model/settings/", views.settings_update, name="settings"),
 ]

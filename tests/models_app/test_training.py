@@ -129,3 +129,16 @@ def test_one_training_per_project_at_a_time(project, owner):
     again = services.model_version_request(project=project, trigger="api", user=owner)
     assert again.pk == first.pk
     assert ModelVersion.objects.filter(project=project).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mlp_head_learns_too(project, owner, fashion):
+    from models_app.models import LearnerSettings
+
+    labeled_project(project, owner, fashion, ["Trouser", "Bag", "Sneaker"], per_class=15)
+    LearnerSettings.objects.create(project=project, head_kind="mlp")
+    version = services.model_version_request(project=project, trigger="button", user=owner)
+    version = services.model_version_train(version_id=version.pk)
+    assert version.status == "succeeded", version.error
+    assert version.head_kind == "mlp"
+    assert version.metrics["test"]["accuracy"] > 0.8
