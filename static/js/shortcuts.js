@@ -11,6 +11,23 @@
     return t.tagName === "TEXTAREA" || t.tagName === "SELECT";
   }
 
+  // A key pressed the moment a new panel arrives can come before htmx has wired up its
+  // buttons, and a click then does nothing. So keys send the request themselves from
+  // the button's attributes; one at a time, the next allowed as soon as a panel lands.
+  let busy = false;
+  document.addEventListener("htmx:afterSwap", () => { busy = false; });
+
+  function send(button) {
+    if (busy) return;
+    busy = true;
+    htmx.ajax("POST", button.getAttribute("hx-post"), {
+      target: "#annotation-panel",
+      swap: "outerHTML",
+      values: JSON.parse(button.getAttribute("hx-vals") || "{}"),
+      headers: JSON.parse(document.body.getAttribute("hx-headers") || "{}"),
+    }).finally(() => { busy = false; });
+  }
+
   function labelKeys(event, panel) {
     let button = null;
     if (event.key === " ") {
@@ -24,7 +41,7 @@
     if (!button) return;
     event.preventDefault();
     // A held-down key would label a run of images nobody looked at.
-    if (!event.repeat) button.click();
+    if (!event.repeat) send(button);
   }
 
   function columns(boxes) {
