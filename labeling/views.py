@@ -21,6 +21,15 @@ from labeling.models import Image, Project
 GRID_PAGE_SIZE = 60
 
 
+def _form_errors(form, error: ValidationError) -> None:
+    """Show a service's refusal on the form: on its field where it names one."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error.messages)
+        return
+    for field, errors in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
 def _partial(request: HttpRequest, template: str, partial: str) -> str:
     return f"{template}#{partial}" if request.htmx else template
 
@@ -72,8 +81,7 @@ def label_class_create(request: HttpRequest, project_id: int) -> HttpResponse:
             )
             form = LabelClassForm()
         except ValidationError as error:
-            for field, errors in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            _form_errors(form, error)
     context = _project_context(request, project, class_form=form)
     status = 200 if not form.errors else 400
     template = _partial(request, "labeling/project_detail.html", "class-section")
@@ -90,8 +98,7 @@ def member_set(request: HttpRequest, project_id: int) -> HttpResponse:
             services.membership_set(project=project, **form.cleaned_data)
             form = MemberForm()
         except ValidationError as error:
-            for field, errors in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            _form_errors(form, error)
     context = _project_context(request, project, member_form=form)
     template = _partial(request, "labeling/project_detail.html", "member-section")
     return render(request, template, context, status=400 if form.errors else 200)

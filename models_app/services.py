@@ -170,16 +170,25 @@ def embeddings_ensure(*, project: Project) -> int:
             image__project=project, backbone=backbone_key(), vector__isnull=True
         ).values_list("id", flat=True)
     )
-    return embeddings_compute(embedding_ids=ids)
-
-
-def embedding_matrix(image_ids: list[int]) -> np.ndarray:
-    """float32 (len(image_ids), dim) in the order given; every image must be embedded."""
-    rows = dict(
-        Embedding.objects.filter(
-            image_id__in=image_ids, backbone=backbone_key(), vector__isnull=False
-        ).values_list("image_id", "vector")
+    chunk = settings.LEARNER["EMBED_CHUNK"]
+    return sum(
+        embeddings_compute(embedding_ids=ids[start : start + chunk])
+        for start in range(0, len(ids), chunk)
     )
+
+
+def embedding_matrix(*, project: Project, image_ids: list[int]) -> np.ndarray:
+    """float32 (len(image_ids), dim) in the order given; every image must be embedded.
+
+    Reads by project rather than by a list of ids, which SQLite caps at 32,766."""
+    wanted = set(image_ids)
+    rows = {
+        image_id: vector
+        for image_id, vector in Embedding.objects.filter(
+            image__project=project, backbone=backbone_key(), vector__isnull=False
+        ).values_list("image_id", "vector")
+        if image_id in wanted
+    }
     missing = [pk for pk in image_ids if pk not in rows]
     if missing:
         raise TrainingError(f"{len(missing)} images have no embedding yet.")
@@ -343,7 +352,11 @@ def _train(version: ModelVersion) -> dict:
     embeddings_ensure(project=project)
     _progress(version, "Training")
     data = _dataset(project)
-    x = {split: embedding_matrix(ids) for split, ids in data.ids.items() if ids}
+    x = {
+        split: embedding_matrix(project=project, image_ids=ids)
+        for split, ids in data.ids.items()
+        if ids
+    }
     device = str(backbone_load().device)
     head = train_head(
         x["train"],
@@ -357,7 +370,7 @@ def _train(version: ModelVersion) -> dict:
     metrics = {"temperature": head.temperature, "epochs": head.epochs, "classes": data.class_ids}
 
     def proba_for(image_ids: list[int]) -> np.ndarray:
-        return predict_proba(head, embedding_matrix(image_ids))
+        return predict_proba(head, embedding_matrix(project=project, image_ids=image_ids))
 
     artifact_bytes = head_to_bytes(head)
     if version.fine_tuned:
