@@ -1,0 +1,135 @@
+"""Query strategies: which unlabeled images an annotator should see first.
+
+Each returns a priority per pool item (higher: ask sooner). Uncertainty strategies read
+the model's calibrated probabilities; the cold-start strategy needs only embeddings, for
+while no model exists; the batch strategy keeps what several annotators get at once
+diverse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from sklearn.neighbors import NearestNeighbors
+
+STRATEGIES = ("random", "least_confidence", "margin", "entropy", "typiclust", "cluster_margin")
+
+
+def random_priority(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.random(n)
+
+
+def least_confidence(proba: np.ndarray) -> np.ndarray:
+    return 1.0 - proba.max(axis=1)
+
+
+def margin(proba: np.ndarray) -> np.ndarray:
+    """1 minus the gap between the two likeliest classes: near 1 when the model hesitates."""
+    if proba.shape[1] < 2:
+        return np.zeros(len(proba))
+    top2 = np.partition(proba, -2, axis=1)[:, -2:]
+    return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+def entropy(proba: np.ndarray) -> np.ndarray:
+    """Entropy normalised to [0, 1] by its maximum, log(classes)."""
+    p = np.clip(proba, 1e-12, 1.0)
+    return -(p * np.log(p)).sum(axis=1) / np.log(max(proba.shape[1], 2))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    k = max(1, min(k, len(x)))
+    if len(x) > 5000:
+        model = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3)
+    else:
+        model = KMeans(n_clusters=k, random_state=seed, n_init=3)
+    return model.fit_predict(x)
+
+
+def typicality(x: np.ndarray, k: int = 20) -> np.ndarray:
+    """Inverse mean distance to the k nearest neighbours: high in dense regions."""
+    k = max(1, min(k, len(x) - 1))
+    if len(x) < 2:
+        return np.ones(len(x))
+    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return 1.0 / (distances[:, 1:].mean(axis=1) + 1e-8)
+
+
+def typiclust(
+    embeddings: np.ndarray,
+    labeled: np.ndarray,
+    budget: int,
+    *,
+    seed: int = 0,
+    max_clusters: int = 500,
+) -> np.ndarray:
+    """Cold start as in TypiClust (Hacohen et al., 2022): cluster the data into as many
+    clusters as there will be labels, then take the most typical point of each of the
+    largest clusters that hold no label yet.
+
+    `labeled` is a boolean mask over `embeddings`; the result has a priority for every
+    row (labeled rows get -inf). The first `budget` picks rank highest, in pick order.
+    """
+    x = _unit(embeddings)
+    labeled = np.asarray(labeled, dtype=bool)
+    clusters = _kmeans(x, min(int(labeled.sum()) + budget, max_clusters), seed)
+    covered = set(clusters[labeled].tolist())
+    sizes = np.bincount(clusters)
+    priority = np.full(len(x), -np.inf)
+    pool = np.flatnonzero(~labeled)
+    # Everything unpicked ranks by typicality, below every pick.
+    typical = np.zeros(len(x))
+    for c in np.unique(clusters):
+        members = np.flatnonzero(clusters == c)
+        typical[members] = typicality(x[members])
+    priority[pool] = typical[pool] / (typical[pool].max() + 1e-8)
+    order = sorted(
+        (c for c in range(len(sizes)) if sizes[c] and c not in covered), key=lambda c: -sizes[c]
+    )
+    rank = budget
+    for c in order[:budget]:
+        members = pool[clusters[pool] == c]
+        if len(members):
+            best = members[np.argmax(typical[members])]
+            priority[best] = 1.0 + rank
+            rank -= 1
+    return priority
+
+
+def cluster_margin(
+    proba: np.ndarray,
+    embeddings: np.ndarray,
+    batch_size: int,
+    *,
+    candidates: int = 10,
+    seed: int = 0,
+) -> np.ndarray:
+    """A diverse batch of uncertain items, as in cluster-margin (Citovsky et al., 2021):
+    cluster the `candidates` × `batch_size` smallest-margin items and take them round
+    robin across clusters, so a batch is not many copies of one confusing case.
+    Items outside the candidates rank below, by margin."""
+    uncertainty = margin(proba)
+    priority = uncertainty.copy()
+    pool_size = min(len(proba), max(batch_size, batch_size * candidates))
+    top = np.argsort(-uncertainty)[:pool_size]
+    if len(top) == 0:
+        return priority
+    clusters = _kmeans(_unit(embeddings[top]), min(batch_size, len(top)), seed)
+    queues = [
+        list(top[clusters == c][np.argsort(-uncertainty[top[clusters == c]])])
+        for c in np.unique(clusters)
+    ]
+    queues.sort(key=lambda q: -uncertainty[q[0]])
+    picked: list[int] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                picked.append(queue.pop(0))
+    for rank, item in enumerate(picked):
+        priority[item] = 2.0 + len(picked) - rank
+    return priority
