@@ -88,6 +88,9 @@ def membership_set(*, project: Project, username: str, role: str) -> Membership:
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise ValidationError({"username": f"No user named {username!r}."})
+    # One membership change per project at a time: two owners demoting each other at
+    # once must not both pass the last-owner check.
+    Project.objects.select_for_update().get(pk=project.pk)
     membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
     if membership is None:
         return Membership.objects.create(project=project, user=user, role=role)
@@ -101,6 +104,7 @@ def membership_set(*, project: Project, username: str, role: str) -> Membership:
 @transaction.atomic
 def membership_remove(*, membership: Membership) -> None:
     """Remove a member; their labels stay. Refuses to remove the last owner."""
+    Project.objects.select_for_update().get(pk=membership.project_id)
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == Membership.Role.OWNER:
         _ensure_another_owner(project=membership.project, membership=membership)
@@ -111,9 +115,7 @@ def membership_remove(*, membership: Membership) -> None:
 
 
 def _ensure_another_owner(*, project: Project, membership: Membership) -> None:
-    owners = Membership.objects.select_for_update().filter(
-        project=project, role=Membership.Role.OWNER
-    )
+    owners = Membership.objects.filter(project=project, role=Membership.Role.OWNER)
     if not owners.exclude(pk=membership.pk).exists():
         raise ValidationError({"role": "A project must keep at least one owner."})
 
