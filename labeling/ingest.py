@@ -70,12 +70,14 @@ def human_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def too_large(size: int, limit: int) -> str:
+    return f"File is {human_size(size)}, over the {human_size(limit)} limit."
+
+
 def image_decode(data: bytes, *, limits: Limits) -> DecodedImage:
     """Fully decode `data`, apply its EXIF orientation and make a JPEG thumbnail."""
     if len(data) > limits.max_image_bytes:
-        raise RejectedFile(
-            f"File is {human_size(len(data))}, over the {human_size(limits.max_image_bytes)} limit."
-        )
+        raise RejectedFile(too_large(len(data), limits.max_image_bytes))
     if not data:
         raise RejectedFile("File is empty.")
     try:
@@ -202,8 +204,7 @@ def zip_members(fileobj: BinaryIO, *, size: int, limits: Limits) -> Iterator[Zip
             yield ZipMember(
                 info.filename,
                 class_name,
-                error=f"File is {human_size(info.file_size)}, over the "
-                f"{human_size(limits.max_image_bytes)} limit.",
+                error=too_large(info.file_size, limits.max_image_bytes),
             )
             continue
         try:

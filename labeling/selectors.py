@@ -77,10 +77,10 @@ def image_list(*, project: Project, filters: Mapping[str, Any] | None = None) ->
                 for field, errors in filterset.errors.get_json_data().items()
             }
         )
-    ordered = filterset.qs
-    if not filterset.form.cleaned_data.get("order"):
-        ordered = ordered.order_by("created_at", "id")
-    return ordered.order_by(*ordered.query.order_by, "id")
+    images = filterset.qs
+    if filterset.form.cleaned_data.get("order"):
+        return images.order_by(*images.query.order_by, "id")  # ties in a stable order
+    return images.order_by("created_at", "id")
 
 
 def annotation_history(*, image: Image) -> QuerySet[Annotation]:

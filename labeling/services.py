@@ -27,8 +27,8 @@ from labeling.ingest import (
     DecodedImage,
     Limits,
     RejectedFile,
-    human_size,
     image_decode,
+    too_large,
     zip_members,
 )
 from labeling.models import Annotation, Image, LabelClass, Membership, Project
@@ -241,13 +241,7 @@ def images_ingest(
             results.extend(_zip_ingest(project=project, upload=upload, user=user, limits=limits))
             continue
         if upload.size > limits.max_image_bytes:
-            results.append(
-                _rejected(
-                    name,
-                    f"File is {human_size(upload.size)}, over the "
-                    f"{human_size(limits.max_image_bytes)} limit.",
-                )
-            )
+            results.append(_rejected(name, too_large(upload.size, limits.max_image_bytes)))
             continue
         upload.seek(0)
         data = upload.read(limits.max_image_bytes + 1)

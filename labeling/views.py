@@ -221,7 +221,6 @@ def _grid_context(request: HttpRequest, project: Project) -> dict:
         "project": project,
         "page": page,
         "filters": filters,
-        "label_filter": filters["label"],
         "query": urlencode({k: v for k, v in filters.items() if v}),
         "classes": selectors.label_class_list(project=project),
         "counts": selectors.project_counts(project=project),

@@ -59,12 +59,18 @@ class Embedding(models.Model):
         return f"{self.backbone} of image {self.image_id}"
 
 
+# A version still on its way (queued or running): at most one per project.
+PENDING_STATUSES = ("queued", "running")
+
+
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+
+    PENDING = PENDING_STATUSES
 
     class Trigger(models.TextChoices):
         BUTTON = "button", "Retrain button"
@@ -107,7 +113,7 @@ class ModelVersion(models.Model):
             # One training per project at a time: at most one queued or running version.
             models.UniqueConstraint(
                 fields=["project"],
-                condition=Q(status__in=["queued", "running"]),
+                condition=Q(status__in=PENDING_STATUSES),
                 name="modelversion_one_pending",
             ),
         ]

@@ -20,9 +20,7 @@ def model_version_active(*, project: Project) -> ModelVersion | None:
 
 
 def model_version_pending(*, project: Project) -> ModelVersion | None:
-    return ModelVersion.objects.filter(
-        project=project, status__in=[ModelVersion.Status.QUEUED, ModelVersion.Status.RUNNING]
-    ).first()
+    return ModelVersion.objects.filter(project=project, status__in=ModelVersion.PENDING).first()
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,7 @@ def model_version_request(
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)
         pending = ModelVersion.objects.filter(
-            project=project, status__in=[ModelVersion.Status.QUEUED, ModelVersion.Status.RUNNING]
+            project=project, status__in=ModelVersion.PENDING
         ).first()
         if pending and not _is_lost(pending):
             return pending
@@ -310,8 +310,8 @@ def model_version_train(*, version_id: int) -> ModelVersion:
 
     Idempotent: a version already finished is returned as it is, and a rerun after a
     crash starts over. Any failure is recorded on the version (status failed, with the
-    error) and the previously active version keeps serving; suggestions are written
-    only once the new model is complete.
+    error) and the previously active version keeps serving. Suggestions are written last,
+    once the new model has trained and been evaluated, just before it is activated.
     """
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)

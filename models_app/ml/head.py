@@ -41,8 +41,9 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
 
 
-def _prepare(head_or_stats, x: np.ndarray) -> torch.Tensor:
-    mean, scale = head_or_stats
+def _prepare(stats: tuple[np.ndarray, np.ndarray], x: np.ndarray) -> torch.Tensor:
+    """L2-normalise, then standardise with the training set's statistics."""
+    mean, scale = stats
     return torch.from_numpy((_normalise(x) - mean) / scale)
 
 
