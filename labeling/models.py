@@ -15,8 +15,9 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    # Held-out labels are a random sample: an image's split is drawn from its content
-    # hash when it is first labeled, independent of how the queue chose it.
+    # Held-out labels are a random sample: an image whose hash draw falls below
+    # test_fraction + val_fraction is held out (see Image.draw), and the queue serves
+    # those at that rate, in random order, whatever the query strategy prefers.
     test_fraction = models.FloatField(
         default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)]
     )
@@ -133,7 +134,13 @@ class Image(models.Model):
         LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     confidence = models.FloatField(null=True, blank=True)
+    # Queue order among non-held-out images: higher is served sooner. Written by the
+    # learner's query strategy.
     priority = models.FloatField(default=0.0)
+    # A uniform number in [0, 1) fixed by the content hash: below the project's
+    # test + val fraction the image is held out for evaluation (its split is decided by
+    # it), and held-out images are served in this order, a random one.
+    draw = models.FloatField(default=0.0)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -144,10 +151,16 @@ class Image(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "label", "created_at", "id"], name="image_queue"),
+            models.Index(fields=["project", "label", "priority"], name="image_queue_priority"),
+            models.Index(fields=["project", "label", "draw"], name="image_queue_holdout"),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.original_name}"
+
+    @staticmethod
+    def draw_for(content_hash: str) -> float:
+        return int(content_hash[:12], 16) / 16**12
 
 
 class Annotation(models.Model):

@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -392,6 +392,7 @@ def _image_store(
                 thumbnail=thumb_name,
                 original_name=name[-255:],
                 content_hash=decoded.content_hash,
+                draw=Image.draw_for(decoded.content_hash),
                 width=decoded.width,
                 height=decoded.height,
                 source=source,
@@ -459,14 +460,13 @@ def annotation_create(
 
 
 def split_for(*, image: Image) -> str:
-    """The split an image joins when first labeled: a uniform draw fixed by its content
-    hash, so held-out labels are a random sample whatever order images are labeled in,
-    and the same bytes always land in the same split."""
+    """The split an image joins when first labeled, fixed by its hash draw: held-out
+    images are a uniform random sample of the project, whatever order they are labeled
+    in, and the same bytes always land in the same split."""
     project = image.project
-    draw = int(image.content_hash[:12], 16) / 16**12
-    if draw < project.test_fraction:
+    if image.draw < project.test_fraction:
         return Image.Split.TEST
-    if draw < project.test_fraction + project.val_fraction:
+    if image.draw < project.test_fraction + project.val_fraction:
         return Image.Split.VAL
     return Image.Split.TRAIN
 
@@ -577,28 +577,52 @@ def queue_reserve(
 ) -> list[Image]:
     """Reserve the next `count` unlabeled images for `user` and return them in order.
 
-    Images the user already holds come first (a reload shows the same image); the rest
-    are taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent callers never get
-    the same image. On SQLite, whose IMMEDIATE transactions admit one writer at a time,
-    the lock clause is dropped by Django and the guarantee comes from that instead.
-    Reservations expire, so an annotator who walks away does not keep images forever.
+    Images the user already holds come first (a reload shows the same image). Each
+    further slot goes to a held-out image (`Image.draw` below test + val fraction), in
+    random order, while held-out images are less than that fraction of the labeled and
+    reserved ones, so validation and test labels stay an unbiased sample at a set rate;
+    otherwise to the image the query strategy ranks highest (`Image.priority`). When
+    one kind runs out the other is served.
+
+    Rows are taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent callers
+    never get the same image. On SQLite, whose IMMEDIATE transactions admit one writer
+    at a time, the lock clause is dropped by Django and the guarantee comes from that
+    instead. Reservations expire, so an annotator who walks away does not keep images
+    forever.
     """
     now = timezone.now()
     pending = Image.objects.filter(project=project, label__isnull=True).exclude(pk__in=exclude_ids)
-    held = list(
+    images = list(
         pending.select_for_update()
         .filter(reserved_by=user, reserved_until__gt=now)
         .order_by("created_at", "id")[:count]
     )
-    fresh: list[Image] = []
-    if len(held) < count:
-        fresh = list(
-            pending.select_for_update(skip_locked=True)
-            .filter(Q(reserved_until__isnull=True) | Q(reserved_until__lte=now))
-            .exclude(pk__in=[image.pk for image in held])
-            .order_by("created_at", "id")[: count - len(held)]
-        )
-    images = held + fresh
+    rate = project.test_fraction + project.val_fraction
+    served = Image.objects.filter(project=project).filter(
+        Q(label__isnull=False) | Q(reserved_until__gt=now)
+    )
+    totals = served.aggregate(all=Count("id"), holdout=Count("id", filter=Q(draw__lt=rate)))
+    free = pending.filter(Q(reserved_until__isnull=True) | Q(reserved_until__lte=now))
+    kinds = {
+        True: free.filter(draw__lt=rate).order_by("draw", "id"),
+        False: free.filter(draw__gte=rate).order_by("-priority", "created_at", "id"),
+    }
+    while len(images) < count:
+        holdout = totals["holdout"] < rate * (totals["all"] + 1)
+        for kind in (holdout, not holdout):
+            image = (
+                kinds[kind]
+                .exclude(pk__in=[image.pk for image in images])
+                .select_for_update(skip_locked=True)
+                .first()
+            )
+            if image is not None:
+                images.append(image)
+                totals["all"] += 1
+                totals["holdout"] += image.draw < rate
+                break
+        else:
+            break
     until = now + _reservation()
     Image.objects.filter(pk__in=[image.pk for image in images]).update(
         reserved_by=user, reserved_until=until

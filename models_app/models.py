@@ -7,6 +7,18 @@ from django.db.models import Q
 
 from labeling.models import Image, Project
 
+# Query strategies (implemented in models_app/ml/strategies.py), as offered to owners.
+STRATEGY_CHOICES = [
+    ("auto", "Auto: TypiClust cold start, then cluster-margin"),
+    ("random", "Random"),
+    ("least_confidence", "Least confidence"),
+    ("margin", "Smallest margin"),
+    ("entropy", "Entropy"),
+    ("typiclust", "TypiClust (typical points of uncovered clusters)"),
+    ("cluster_margin", "Cluster-margin (diverse uncertain batches)"),
+]
+DEFAULT_STRATEGY = "auto"
+
 
 class LearnerSettings(models.Model):
     """How a project's model is trained. Created with defaults on first use."""
@@ -28,6 +40,12 @@ class LearnerSettings(models.Model):
     )
     fine_tune_epochs = models.PositiveSmallIntegerField(
         default=5, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    strategy = models.CharField(
+        max_length=20,
+        choices=STRATEGY_CHOICES,
+        default=DEFAULT_STRATEGY,
+        help_text="Which unlabeled images the queue serves first.",
     )
 
     class Meta:
@@ -88,6 +106,9 @@ class ModelVersion(models.Model):
     )
     backbone = models.CharField(max_length=200)
     head_kind = models.CharField(max_length=10, default="linear")
+    # The query strategy in force when the version was requested: the one that chose
+    # the labels it learned from (unless the setting changed in between).
+    strategy = models.CharField(max_length=20, blank=True)
     fine_tuned = models.BooleanField(default=False)
     progress = models.CharField(max_length=200, blank=True)
     # Which classes the head's outputs are, in order: [class id, ...].

@@ -48,6 +48,21 @@ def learner_status(*, project: Project) -> LearnerStatus:
     )
 
 
+def projects_fully_embedded(*, embedding_ids: list[int]) -> list[Project]:
+    """The projects of these embeddings that have every image embedded."""
+    embedded = Embedding.objects.filter(backbone=backbone_key(), vector__isnull=False)
+    project_ids = set(
+        Embedding.objects.filter(pk__in=embedding_ids).values_list("image__project", flat=True)
+    )
+    return [
+        project
+        for project in Project.objects.filter(pk__in=project_ids)
+        if not Image.objects.filter(project=project)
+        .exclude(pk__in=embedded.values("image_id"))
+        .exists()
+    ]
+
+
 def projects_due_for_training() -> list[Project]:
     """Projects with automatic retraining on, nothing queued or running, and at least
     `retrain_every` labels added since their last version was requested."""

@@ -32,11 +32,13 @@ from models_app.ml.embed import embed_batches
 from models_app.ml.finetune import finetune, finetuned_to_bytes, predictor
 from models_app.ml.head import (
     TrainedHead,
+    head_from_bytes,
     head_to_bytes,
     predict_proba,
     train_head,
 )
 from models_app.ml.metrics import evaluate
+from models_app.ml.strategies import rank
 from models_app.models import Embedding, LearnerSettings, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -68,17 +70,25 @@ def learner_settings(*, project: Project) -> LearnerSettings:
 @transaction.atomic
 def learner_settings_update(*, project: Project, **changes) -> LearnerSettings:
     """Change how `project` trains (retrain_every, head_kind, fine_tune,
-    fine_tune_epochs); the next version uses them."""
-    allowed = {"retrain_every", "head_kind", "fine_tune", "fine_tune_epochs"}
+    fine_tune_epochs) and ranks its queue (strategy); the next version uses them, and a
+    new strategy re-ranks the queue in the background at once."""
+    allowed = {"retrain_every", "head_kind", "fine_tune", "fine_tune_epochs", "strategy"}
     if set(changes) - allowed:
         raise ValidationError(f"Unknown settings: {', '.join(sorted(set(changes) - allowed))}.")
     learner = LearnerSettings.objects.select_for_update().get(
         pk=learner_settings(project=project).pk
     )
+    strategy_changed = "strategy" in changes and changes["strategy"] != learner.strategy
     for field, value in changes.items():
         setattr(learner, field, value)
     learner.full_clean()
     learner.save()
+    if strategy_changed:
+        transaction.on_commit(
+            lambda: async_task(
+                "models_app.tasks.rerank_project", project.pk, task_name=f"rank {project.pk}"
+            )
+        )
     return learner
 
 
@@ -177,26 +187,44 @@ def embeddings_ensure(*, project: Project) -> int:
     )
 
 
-def embedding_matrix(*, project: Project, image_ids: list[int]) -> np.ndarray:
-    """float32 (len(image_ids), dim) in the order given; every image must be embedded.
+@dataclass
+class ProjectEmbeddings:
+    """Every stored embedding of a project, read once: image ids ascending, float32 rows."""
 
-    Reads by project rather than by a list of ids, which SQLite caps at 32,766."""
-    wanted = set(image_ids)
-    rows = {
-        image_id: vector
-        for image_id, vector in Embedding.objects.filter(
+    ids: np.ndarray
+    matrix: np.ndarray
+
+    def of(self, image_ids: list[int]) -> np.ndarray:
+        """The rows of `image_ids`, in that order; every one must be embedded."""
+        wanted = np.asarray(image_ids, dtype=np.int64)
+        if len(wanted) == 0:
+            return np.zeros((0, self.matrix.shape[1] if self.matrix.ndim == 2 else 0), np.float32)
+        rows = np.clip(np.searchsorted(self.ids, wanted), 0, max(len(self.ids) - 1, 0))
+        found = (self.ids[rows] == wanted) if len(self.ids) else np.zeros(len(wanted), bool)
+        if not found.all():
+            raise TrainingError(f"{int((~found).sum())} images have no embedding yet.")
+        return self.matrix[rows]
+
+
+def project_embeddings(*, project: Project) -> ProjectEmbeddings:
+    rows = (
+        Embedding.objects.filter(
             image__project=project, backbone=backbone_key(), vector__isnull=False
-        ).values_list("image_id", "vector")
-        if image_id in wanted
-    }
-    missing = [pk for pk in image_ids if pk not in rows]
-    if missing:
-        raise TrainingError(f"{len(missing)} images have no embedding yet.")
-    if not image_ids:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([np.frombuffer(bytes(rows[pk]), dtype=np.float16) for pk in image_ids]).astype(
-        np.float32
+        )
+        .order_by("image_id")
+        .values_list("image_id", "vector")
     )
+    ids, vectors = [], []
+    for image_id, vector in rows.iterator(chunk_size=5000):
+        ids.append(image_id)
+        vectors.append(np.frombuffer(bytes(vector), dtype=np.float16))
+    matrix = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
+    return ProjectEmbeddings(ids=np.asarray(ids, dtype=np.int64), matrix=matrix)
+
+
+def embedding_matrix(*, project: Project, image_ids: list[int]) -> np.ndarray:
+    """float32 (len(image_ids), dim) in the order given; every image must be embedded."""
+    return project_embeddings(project=project).of(image_ids)
 
 
 # --- model versions ------------------------------------------------------------------
@@ -229,6 +257,7 @@ def model_version_request(
             requested_by=user,
             backbone=backbone_key(),
             head_kind=learner.head_kind,
+            strategy=learner.strategy,
             fine_tuned=learner.fine_tune,
         )
         transaction.on_commit(
@@ -305,13 +334,15 @@ def _progress(version: ModelVersion, text: str) -> None:
     ModelVersion.objects.filter(pk=version.pk).update(progress=text)
 
 
-def model_version_train(*, version_id: int) -> ModelVersion:
+def model_version_train(*, version_id: int, seed: int | None = None) -> ModelVersion:
     """Train, evaluate and score one requested version, then make it the active one.
 
     Idempotent: a version already finished is returned as it is, and a rerun after a
     crash starts over. Any failure is recorded on the version (status failed, with the
     error) and the previously active version keeps serving. Suggestions are written last,
     once the new model has trained and been evaluated, just before it is activated.
+    The queue is re-ranked with the project's strategy, drawing randomness from `seed`
+    (by default the version's id).
     """
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
@@ -323,7 +354,7 @@ def model_version_train(*, version_id: int) -> ModelVersion:
         version.save(update_fields=["status", "started_at", "error"])
     started = time.monotonic()
     try:
-        outcome = _train(version)
+        outcome = _train(version, seed)
     except Exception as error:  # noqa: BLE001 - every failure is recorded, none is lost
         logger.exception("training %s failed", version)
         message = (
@@ -346,17 +377,14 @@ def model_version_train(*, version_id: int) -> ModelVersion:
     return version
 
 
-def _train(version: ModelVersion) -> dict:
+def _train(version: ModelVersion, seed: int | None) -> dict:
     project = version.project
     _progress(version, "Embedding images")
     embeddings_ensure(project=project)
     _progress(version, "Training")
     data = _dataset(project)
-    x = {
-        split: embedding_matrix(project=project, image_ids=ids)
-        for split, ids in data.ids.items()
-        if ids
-    }
+    embeddings = project_embeddings(project=project)
+    x = {split: embeddings.of(ids) for split, ids in data.ids.items() if ids}
     device = str(backbone_load().device)
     head = train_head(
         x["train"],
@@ -370,7 +398,7 @@ def _train(version: ModelVersion) -> dict:
     metrics = {"temperature": head.temperature, "epochs": head.epochs, "classes": data.class_ids}
 
     def proba_for(image_ids: list[int]) -> np.ndarray:
-        return predict_proba(head, embedding_matrix(project=project, image_ids=image_ids))
+        return predict_proba(head, embeddings.of(image_ids), device=device)
 
     artifact_bytes = head_to_bytes(head)
     if version.fine_tuned:
@@ -384,8 +412,14 @@ def _train(version: ModelVersion) -> dict:
         f"models/{project.pk}/v{version.number}-{uuid.uuid4().hex[:8]}.pt",
         ContentFile(artifact_bytes),
     )
-    _progress(version, "Scoring unlabeled images")
-    suggestions_write(project=project, proba_for=proba_for, class_ids=data.class_ids)
+    _progress(version, "Scoring and ranking unlabeled images")
+    queue_rank(
+        project=project,
+        embeddings=embeddings,
+        proba_for=proba_for,
+        class_ids=data.class_ids,
+        seed=version.pk if seed is None else seed,
+    )
     return {
         "class_ids": data.class_ids,
         "label_counts": data.counts,
@@ -425,30 +459,79 @@ def _sources(image_ids: list[int]) -> list:
     return [_image_source(images[pk]) for pk in image_ids]
 
 
-def suggestions_write(
-    *, project: Project, proba_for: Callable[[list[int]], np.ndarray], class_ids: list[int]
+def queue_rank(
+    *,
+    project: Project,
+    embeddings: ProjectEmbeddings | None = None,
+    proba_for: Callable[[list[int]], np.ndarray] | None = None,
+    class_ids: list[int] | None = None,
+    seed: int | None = None,
 ) -> int:
-    """Score every unlabeled image of `project` with `proba_for` and store its suggested
-    class, confidence and priority (least confident first)."""
-    ids = list(
-        Image.objects.filter(project=project, label__isnull=True)
-        .values_list("id", flat=True)
-        .order_by("id")
+    """Rank the unlabeled, embedded images of `project` with its query strategy and
+    store each one's queue priority, and, given a model (`proba_for` and the classes
+    its outputs are), its suggested class and confidence. Without a model this is the
+    cold start: typical, diverse images first (or random, as the strategy says).
+    Returns how many images were ranked."""
+    embeddings = embeddings or project_embeddings(project=project)
+    learner = learner_settings(project=project)
+    labeled_ids = set(
+        Image.objects.filter(project=project, label__isnull=False).values_list("id", flat=True)
     )
-    if not ids:
+    labeled = np.fromiter((pk in labeled_ids for pk in embeddings.ids.tolist()), bool)
+    pool_ids = embeddings.ids[~labeled].tolist()
+    if not pool_ids:
         return 0
-    proba = proba_for(ids)
-    best = proba.argmax(axis=1)
-    confidence = proba.max(axis=1)
-    return image_suggestions_write(
-        project=project,
-        suggestions=[
+    proba = None
+    if proba_for is not None:
+        proba = np.zeros((len(labeled), len(class_ids)), dtype=np.float32)
+        proba[~labeled] = proba_for(pool_ids)
+    priority = rank(
+        learner.strategy,
+        embeddings=embeddings.matrix,
+        labeled=labeled,
+        proba=proba,
+        n_classes=len(class_ids) if class_ids else project.classes.filter(is_active=True).count(),
+        batch_size=learner.retrain_every or 50,
+        seed=seed,
+    )[~labeled]
+    if proba is None:
+        suggestions = [
+            Suggestion(image_id=pk, class_id=None, confidence=None, priority=float(p))
+            for pk, p in zip(pool_ids, priority, strict=True)
+        ]
+    else:
+        pool_proba = proba[~labeled]
+        best = pool_proba.argmax(axis=1)
+        confidence = pool_proba.max(axis=1)
+        suggestions = [
             Suggestion(
                 image_id=pk,
                 class_id=class_ids[int(best[i])],
                 confidence=float(confidence[i]),
-                priority=float(1.0 - confidence[i]),
+                priority=float(priority[i]),
             )
-            for i, pk in enumerate(ids)
-        ],
+            for i, pk in enumerate(pool_ids)
+        ]
+    return image_suggestions_write(project=project, suggestions=suggestions)
+
+
+def queue_rerank(*, project: Project, seed: int | None = None) -> int:
+    """Rank the queue again now, with the active model if there is one (new images get
+    its suggestions too) or as a cold start. A fine-tuned model runs over image files,
+    too slow to repeat here: its queue keeps its ranking until the next version."""
+    active = ModelVersion.objects.filter(project=project, is_active=True).first()
+    if active is None:
+        return queue_rank(project=project, seed=seed)
+    if active.fine_tuned or not active.artifact:
+        return 0
+    with default_storage.open(active.artifact, "rb") as f:
+        head = head_from_bytes(f.read())
+    embeddings = project_embeddings(project=project)
+    device = str(backbone_load().device)
+    return queue_rank(
+        project=project,
+        embeddings=embeddings,
+        proba_for=lambda ids: predict_proba(head, embeddings.of(ids), device=device),
+        class_ids=active.class_ids,
+        seed=seed,
     )

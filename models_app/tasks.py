@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from labeling.models import Project
 from models_app import selectors, services
 from models_app.models import ModelVersion
 
 
 def embed_chunk(embedding_ids: list[int]) -> int:
-    return services.embeddings_compute(embedding_ids=embedding_ids)
+    """Embed a chunk; a project whose images are now all embedded has its queue ranked
+    again, so new images take their place in it (the cold start while no model exists)."""
+    computed = services.embeddings_compute(embedding_ids=embedding_ids)
+    for project in selectors.projects_fully_embedded(embedding_ids=embedding_ids):
+        services.queue_rerank(project=project)
+    return computed
+
+
+def rerank_project(project_id: int) -> int:
+    project = Project.objects.filter(pk=project_id).first()
+    return services.queue_rerank(project=project) if project else 0
 
 
 def dispatch_embeddings() -> int:

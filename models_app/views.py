@@ -50,7 +50,7 @@ def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
 class LearnerSettingsForm(forms.ModelForm):
     class Meta:
         model = LearnerSettings
-        fields = ["retrain_every", "head_kind", "fine_tune", "fine_tune_epochs"]
+        fields = ["strategy", "retrain_every", "head_kind", "fine_tune", "fine_tune_epochs"]
 
 
 @login_required

@@ -12,7 +12,59 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.neighbors import NearestNeighbors
 
-STRATEGIES = ("random", "least_confidence", "margin", "entropy", "typiclust", "cluster_margin")
+STRATEGIES = (
+    "auto",
+    "random",
+    "least_confidence",
+    "margin",
+    "entropy",
+    "typiclust",
+    "cluster_margin",
+)
+UNCERTAINTY = {"least_confidence", "margin", "entropy", "cluster_margin"}
+# "auto" picks typical points of uncovered clusters until the project has this many
+# labels per class, then diverse uncertain batches (cluster-margin). Chosen with
+# `bench_active_learning`.
+COLD_START_LABELS_PER_CLASS = 10
+
+
+def rank(
+    strategy: str,
+    *,
+    embeddings: np.ndarray,
+    labeled: np.ndarray,
+    proba: np.ndarray | None = None,
+    n_classes: int = 2,
+    batch_size: int = 50,
+    seed: int | None = None,
+) -> np.ndarray:
+    """The priority of every row of `embeddings` under `strategy` (higher: ask sooner).
+
+    `labeled` masks the rows already labeled (their priority is meaningless); `proba`
+    holds the current model's probabilities for every row, or None before any model
+    exists, when uncertainty strategies fall back to random order as their start.
+    `batch_size` is how many labels arrive before the next retrain.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
+    rng = np.random.default_rng(seed)
+    seed = int(rng.integers(2**31))
+    labeled = np.asarray(labeled, dtype=bool)
+    if strategy == "auto":
+        cold = proba is None or labeled.sum() < COLD_START_LABELS_PER_CLASS * n_classes
+        strategy = "typiclust" if cold else "cluster_margin"
+    if strategy == "typiclust":
+        return typiclust(embeddings, labeled, batch_size, seed=seed)
+    if strategy == "random" or proba is None:
+        return random_priority(len(embeddings), rng)
+    if strategy == "cluster_margin":
+        pool = np.flatnonzero(~labeled)
+        priority = np.zeros(len(embeddings))
+        priority[pool] = cluster_margin(proba[pool], embeddings[pool], batch_size, seed=seed)
+        return priority
+    return {"least_confidence": least_confidence, "margin": margin, "entropy": entropy}[strategy](
+        proba
+    )
 
 
 def random_priority(n: int, rng: np.random.Generator) -> np.ndarray:

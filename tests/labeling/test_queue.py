@@ -13,10 +13,67 @@ from tests.conftest import add_images
 from tests.factories import UserFactory
 
 
-def test_the_queue_serves_unlabeled_images_in_upload_order(project, images, classes, annotator):
+def _no_holdout(project):
+    project.test_fraction = project.val_fraction = 0.0
+    project.save()
+
+
+def _prioritise(project, images, priorities):
+    services.image_suggestions_write(
+        project=project,
+        suggestions=[
+            services.Suggestion(image_id=i.pk, class_id=None, confidence=None, priority=p)
+            for i, p in zip(images, priorities, strict=True)
+        ],
+    )
+
+
+def test_unranked_images_are_served_in_upload_order(project, images, classes, annotator):
+    _no_holdout(project)
     services.annotation_create(image=images[0], label_class=classes[0], annotator=annotator)
     served = services.queue_reserve(project=project, user=annotator, count=2)
     assert served == images[1:3]
+
+
+def test_the_queue_serves_the_highest_priority_first(project, images, annotator):
+    _no_holdout(project)
+    _prioritise(project, images, [0.1, 0.9, 0.3, 0.8, 0.2, 0.5])
+    served = services.queue_reserve(project=project, user=annotator, count=3)
+    assert served == [images[1], images[3], images[5]]
+
+
+def test_held_out_images_are_interleaved_at_the_set_rate(project, classes, owner, annotator):
+    """Whatever the strategy prefers, val + test labels come at their rate, in random
+    (hash) order, and every label's split says how it was served."""
+    images = add_images(project, owner, 60)
+    rate = project.test_fraction + project.val_fraction
+    held_out = [i for i in images if i.draw < rate]
+    assert 8 <= len(held_out) <= 30  # the draws are uniform: about 18 of 60
+    # The strategy prefers everything else, and ranks held-out images last.
+    _prioritise(project, images, [0.0 if i.draw < rate else 1.0 + i.pk for i in images])
+    order = []
+    for _ in range(30):
+        [image] = services.queue_reserve(project=project, user=annotator, count=1)
+        services.annotation_create(image=image, label_class=classes[0], annotator=annotator)
+        order.append(image)
+    image_ids = [i.pk for i in order]
+    labeled = {i.pk: i for i in Image.objects.filter(pk__in=image_ids)}
+    holdout_served = [i for i in order if i.draw < rate]
+    assert abs(len(holdout_served) - rate * 30) <= 1
+    for i in order:
+        expected = {"test", "val"} if i.draw < rate else {"train"}
+        assert labeled[i.pk].split in expected
+    # Held-out images in draw order, the others by priority (highest first).
+    assert holdout_served == sorted(held_out, key=lambda i: i.draw)[: len(holdout_served)]
+    strategy_served = [i.pk for i in order if i.draw >= rate]
+    assert strategy_served == sorted(strategy_served, reverse=True)
+
+
+def test_when_one_kind_runs_out_the_other_fills_every_slot(project, images, annotator):
+    project.test_fraction, project.val_fraction = 0.5, 0.5  # everything is held out
+    project.save()
+    served = services.queue_reserve(project=project, user=annotator, count=6)
+    assert sorted(i.pk for i in served) == sorted(i.pk for i in images)
 
 
 def test_a_reload_shows_the_same_image(project, images, annotator):

@@ -128,24 +128,29 @@ def test_concurrent_dispatchers_never_claim_an_image_twice(project, owner):
 
 def test_the_owner_changes_training_settings(project, owner, reviewer):
     url = f"/projects/{project.pk}/model/settings/"
-    form = {"retrain_every": "10", "head_kind": "mlp", "fine_tune": "on", "fine_tune_epochs": "3"}
+    form = {
+        "strategy": "margin",
+        "retrain_every": "10",
+        "head_kind": "mlp",
+        "fine_tune": "on",
+        "fine_tune_epochs": "3",
+    }
     assert logged_in(reviewer).post(url, form).status_code == 403
     assert logged_in(owner).post(url, form).status_code == 302
     learner = LearnerSettings.objects.get(project=project)
     assert (
+        learner.strategy,
         learner.retrain_every,
         learner.head_kind,
         learner.fine_tune,
         learner.fine_tune_epochs,
-    ) == (
-        10,
-        "mlp",
-        True,
-        3,
+    ) == ("margin", 10, "mlp", True, 3)
+    bad = logged_in(owner).post(
+        url, {**form, "fine_tune_epochs": "0", "head_kind": "svm", "strategy": "psychic"}
     )
-    bad = logged_in(owner).post(url, {**form, "fine_tune_epochs": "0", "head_kind": "svm"})
     assert bad.status_code == 400
+    assert b"psychic is not one of the available choices" in bad.content
     learner.refresh_from_db()
-    assert (learner.head_kind, learner.fine_tune_epochs) == ("mlp", 3)
+    assert (learner.strategy, learner.head_kind, learner.fine_tune_epochs) == ("margin", "mlp", 3)
     version = services.model_version_request(project=project, trigger="button", user=owner)
-    assert (version.head_kind, version.fine_tuned) == ("mlp", True)
+    assert (version.strategy, version.head_kind, version.fine_tuned) == ("margin", "mlp", True)
