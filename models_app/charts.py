@@ -9,7 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the non-GUI backend
 
+from models_app.models import STRATEGY_CHOICES  # noqa: E402
 from models_app.selectors import CurvePoint  # noqa: E402
+
+plt.rcParams["svg.fonttype"] = "none"  # text stays text: selectable, searchable, smaller
+STRATEGY_NAMES = dict(STRATEGY_CHOICES)
 
 
 def _svg(figure) -> str:
@@ -38,8 +42,17 @@ def confusion_svg(matrix: list[list[int]], names: list[str]) -> str:
 
 
 def learning_curve_svg(points: list[CurvePoint]) -> str:
+    """Accuracy against labels, a line per query strategy that chose the labels."""
     figure, axes = plt.subplots(figsize=(5.5, 3.2))
-    axes.plot([p.labels for p in points], [p.accuracy for p in points], marker="o")
+    strategies = list(dict.fromkeys(p.strategy for p in points))
+    for strategy in strategies:
+        mine = [p for p in points if p.strategy == strategy]
+        axes.plot(
+            [p.labels for p in mine],
+            [p.accuracy for p in mine],
+            marker="o",
+            label=STRATEGY_NAMES.get(strategy, strategy or "unrecorded"),
+        )
     for p in points:
         axes.annotate(
             f"v{p.version}",
@@ -52,4 +65,5 @@ def learning_curve_svg(points: list[CurvePoint]) -> str:
     axes.set_ylabel("test accuracy")
     axes.set_ylim(0, 1.02)
     axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right", title="labels chosen by", title_fontsize=7)
     return _svg(figure)

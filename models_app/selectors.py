@@ -85,17 +85,21 @@ class CurvePoint:
     labels: int
     accuracy: float
     version: int
+    strategy: str
 
 
 def learning_curve(*, project: Project) -> list[CurvePoint]:
-    """Test accuracy against the number of labels, one point per successful version."""
+    """Test accuracy against the number of labels, one point per successful version,
+    with the query strategy that was choosing the labels."""
     points = []
     versions = ModelVersion.objects.filter(
         project=project, status=ModelVersion.Status.SUCCEEDED
     ).order_by("number")
     for version in versions:
         if version.accuracy is not None:
-            points.append(CurvePoint(version.labels_total, version.accuracy, version.number))
+            points.append(
+                CurvePoint(version.labels_total, version.accuracy, version.number, version.strategy)
+            )
     return points
 
 

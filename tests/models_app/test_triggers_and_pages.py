@@ -75,12 +75,17 @@ def test_the_admin_action_queues_a_retrain(project, db):
 @pytest.mark.django_db(transaction=True)
 def test_the_dashboard_shows_metrics_charts_and_versions(project, owner, fashion):
     labeled_project(project, owner, fashion, ["Trouser", "Bag", "Sneaker"], per_class=10)
-    version = services.model_version_request(project=project, trigger="button", user=owner)
-    services.model_version_train(version_id=version.pk)
+    for strategy in ("random", "margin"):
+        services.learner_settings_update(project=project, strategy=strategy)
+        version = services.model_version_request(project=project, trigger="button", user=owner)
+        services.model_version_train(version_id=version.pk)
     page = logged_in(owner).get(f"/projects/{project.pk}/model/").content.decode()
-    assert "Active: v1" in page
+    assert "Active: v2" in page
     assert '<section class="card chart" id="confusion">' in page and "<svg" in page
-    assert 'id="learning-curve"' in page
+    start = page.index('id="learning-curve"')
+    curve = page[start : page.index("</section>", start)]
+    # One line per strategy that chose labels, named in the legend.
+    assert "Random" in curve and "Smallest margin" in curve
     for name in ("Trouser", "Bag", "Sneaker"):
         assert f"<td>{name}</td>" in page
 
