@@ -35,7 +35,7 @@ from models_app.ml.head import (
     head_from_bytes,
     head_to_bytes,
     predict_proba,
-    train_head,
+    train_head_self,
 )
 from models_app.ml.metrics import evaluate
 from models_app.ml.strategies import rank
@@ -386,10 +386,15 @@ def _train(version: ModelVersion, seed: int | None) -> dict:
     embeddings = project_embeddings(project=project)
     x = {split: embeddings.of(ids) for split, ids in data.ids.items() if ids}
     device = str(backbone_load().device)
-    head = train_head(
+    labeled = set(
+        Image.objects.filter(project=project, label__isnull=False).values_list("id", flat=True)
+    )
+    unlabeled = np.fromiter((pk not in labeled for pk in embeddings.ids.tolist()), bool)
+    head = train_head_self(
         x["train"],
         data.y["train"],
         len(data.class_ids),
+        x_pool=embeddings.matrix[unlabeled],
         x_val=x.get("val"),
         y_val=data.y["val"] if "val" in x else None,
         kind=version.head_kind,

@@ -47,6 +47,12 @@ def _prepare(stats: tuple[np.ndarray, np.ndarray], x: np.ndarray) -> torch.Tenso
     return torch.from_numpy((_normalise(x) - mean) / scale)
 
 
+def feature_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and scale of L2-normalised features, for standardising."""
+    unit = _normalise(x)
+    return unit.mean(axis=0), unit.std(axis=0) + 1e-3
+
+
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     """Inverse class frequency, so rare classes count as much as common ones."""
     counts = np.bincount(y, minlength=n_classes).astype(np.float32)
@@ -69,15 +75,14 @@ def train_head(
     patience: int = 10,
     seed: int = 0,
     device: str = "cpu",
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainedHead:
     if len(x_train) == 0:
         raise ValueError("no training examples")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    unit = _normalise(x_train)
-    mean = unit.mean(axis=0)
-    scale = unit.std(axis=0) + 1e-3
-    stats = (mean, scale)
+    stats = stats or feature_stats(x_train)
+    mean, scale = stats
     xt = _prepare(stats, x_train).to(device)
     yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
     has_val = x_val is not None and y_val is not None and len(y_val) >= 2
@@ -131,6 +136,34 @@ def train_head(
         feature_scale=scale,
         temperature=temperature,
         epochs=best_epoch,
+    )
+
+
+def train_head_self(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    n_classes: int,
+    *,
+    x_pool: np.ndarray,
+    keep: float = 0.5,
+    **kwargs,
+) -> TrainedHead:
+    """Self-training on the unlabeled pool: fit on the labels, give the most confident
+    `keep` fraction of `x_pool` its predicted class, and fit again on both. Features are
+    standardised with the pool's statistics, which few labels estimate badly."""
+    stats = feature_stats(np.concatenate([x_train, x_pool]) if len(x_pool) else x_train)
+    head = train_head(x_train, y_train, n_classes, stats=stats, **kwargs)
+    if len(x_pool) == 0 or keep <= 0:
+        return head
+    proba = predict_proba(head, x_pool)
+    confidence = proba.max(axis=1)
+    sure = confidence >= np.quantile(confidence, 1.0 - keep)
+    return train_head(
+        np.concatenate([x_train, x_pool[sure]]),
+        np.concatenate([y_train, proba[sure].argmax(axis=1)]),
+        n_classes,
+        stats=stats,
+        **kwargs,
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import math
 import shutil
 import time
@@ -71,6 +72,7 @@ class Command(BaseCommand):
             name="bench_active_learning (temporary)", user=user
         )
         sync, Conf.SYNC = Conf.SYNC, True  # tasks run here and now, as a worker would
+        logging.getLogger("django-q").setLevel(logging.WARNING)
         try:
             pool = Pool.build(self, project, user, train, options["pool"], cache)
             x_test = cache.vectors([test.png(i) for i in range(options["test"])])
