@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -541,23 +541,39 @@ class Suggestion:
 def image_suggestions_write(*, project: Project, suggestions: Sequence[Suggestion]) -> int:
     """Store the learner's suggested class, confidence and queue priority for images of
     `project`. Called by the learner after scoring; rows of other projects are ignored.
-    One transaction per batch of 2,000 rows keeps locks short on large projects."""
+
+    One parameterised UPDATE run for many rows (`executemany`), in transactions of
+    5,000 rows that keep locks short: Django's bulk_update builds a CASE expression per
+    row and takes seconds per thousand, where this re-ranks 100,000 images in seconds.
+    """
+    quote = connection.ops.quote_name
+    column = {name: quote(Image._meta.get_field(name).column) for name in _SUGGESTION_FIELDS}
+    sql = (
+        f"UPDATE {quote(Image._meta.db_table)} SET {column['suggested_class']} = %s, "
+        f"{column['confidence']} = %s, {column['priority']} = %s "
+        f"WHERE {column['id']} = %s AND {column['project']} = %s"
+    )
     written = 0
-    for start in range(0, len(suggestions), 2000):
-        chunk = suggestions[start : start + 2000]
+    for start in range(0, len(suggestions), 5000):
+        chunk = suggestions[start : start + 5000]
         with transaction.atomic():
-            images = Image.objects.filter(project=project, pk__in=[s.image_id for s in chunk])
-            by_id = {image.pk: image for image in images.only("id")}
-            for suggestion in chunk:
-                image = by_id.get(suggestion.image_id)
-                if image is None:
-                    continue
-                image.suggested_class_id = suggestion.class_id
-                image.confidence = suggestion.confidence
-                image.priority = suggestion.priority
-            Image.objects.bulk_update(by_id.values(), ["suggested_class", "confidence", "priority"])
-            written += len(by_id)
+            mine = set(
+                Image.objects.filter(
+                    project=project, pk__in=[s.image_id for s in chunk]
+                ).values_list("id", flat=True)
+            )
+            rows = [
+                (s.class_id, s.confidence, s.priority, s.image_id, project.pk)
+                for s in chunk
+                if s.image_id in mine
+            ]
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, rows)
+            written += len(rows)
     return written
+
+
+_SUGGESTION_FIELDS = ("suggested_class", "confidence", "priority", "id", "project")
 
 
 # --- the queue -----------------------------------------------------------------------

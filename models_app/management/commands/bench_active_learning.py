@@ -278,17 +278,17 @@ class Pool:
             if labeled == 0:
                 services.queue_rank(project=self.project, seed=seed)  # the cold start
             while labeled < budget:
+                # The annotator takes up to 20 images at a time from the queue.
                 served = labeling_services.queue_reserve(
-                    project=self.project, user=self.user, count=1
+                    project=self.project, user=self.user, count=min(20, budget - labeled)
                 )
                 if not served:
                     break
-                labeling_services.annotation_create(
-                    image=served[0],
-                    label_class=by_index[self.truth[served[0].pk]],
-                    annotator=self.user,
-                )
-                labeled += 1
+                for image in served:
+                    labeling_services.annotation_create(
+                        image=image, label_class=by_index[self.truth[image.pk]], annotator=self.user
+                    )
+                labeled += len(served)
             version = services.model_version_request(
                 project=self.project, trigger=ModelVersion.Trigger.API, user=self.user
             )
