@@ -23,10 +23,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling import services as labeling_services
 from labeling.datasets import fashion_mnist_read
+from labeling.models import Image
 from models_app import services
 from models_app.ml.head import predict_proba, train_head
 from models_app.ml.preprocess import preprocess
-from models_app.models import Embedding
+from models_app.models import Embedding, LearnerSettings
 
 
 class Command(BaseCommand):
@@ -48,6 +49,7 @@ class Command(BaseCommand):
         backbone = services.backbone_load()
         user, _ = get_user_model().objects.get_or_create(username="bench-learner")
         project = labeling_services.project_create(name="bench_learner (temporary)", user=user)
+        services.learner_settings(project=project)
         try:
             figures = self._measure(project, user, data, images, backbone)
         finally:
@@ -107,7 +109,10 @@ class Command(BaseCommand):
         proba.argmax(axis=1), proba.max(axis=1)
         score_seconds = time.perf_counter() - started
 
+        rerank = self._rerank(project, head, jittered(100_000)[0])
+
         return {
+            **rerank,
             "embed_pipeline_img_per_s": round(pipeline, 2),
             "embed_raw_img_per_s": round(raw_rate, 2),
             "embed_ratio": round(pipeline / raw_rate, 3),
@@ -120,6 +125,58 @@ class Command(BaseCommand):
             "device": str(backbone.device),
             "torch_threads": torch.get_num_threads(),
             "backbone": services.backbone_key(),
-            "data": f"{len(ids)} Fashion-MNIST test images (28x28 PNG); training and "
-            "scoring reuse their embeddings with 10% noise to reach 10,000 and 100,000",
+            "data": f"{len(ids)} Fashion-MNIST test images (28x28 PNG); training, "
+            "scoring and re-ranking reuse their embeddings with 10% noise to reach 10,000 "
+            "and 100,000",
         }
+
+    def _rerank(self, project, head, vectors: np.ndarray) -> dict:
+        """Re-rank a queue of 100,000 images stored in the database, as after a retrain:
+        read their embeddings, score them, rank with the strategy, write priorities."""
+        classes = [
+            labeling_services.label_class_create(project=project, name=f"class {i}")
+            for i in range(head.n_classes)
+        ]
+        Image.objects.bulk_create(
+            [
+                Image(
+                    project=project,
+                    file=f"bench/{i}.png",
+                    thumbnail=f"bench/{i}.jpg",
+                    original_name=f"{i}.png",
+                    content_hash=f"{i:064x}",
+                    width=28,
+                    height=28,
+                )
+                for i in range(len(vectors))
+            ],
+            batch_size=5000,
+        )
+        key = services.backbone_key()
+        new_ids = Image.objects.filter(project=project, file__startswith="bench/").values_list(
+            "id", flat=True
+        )
+        Embedding.objects.bulk_create(
+            (
+                Embedding(
+                    image_id=pk, backbone=key, vector=v.astype(np.float16).tobytes(), dim=len(v)
+                )
+                for pk, v in zip(new_ids.order_by("id"), vectors, strict=True)
+            ),
+            batch_size=2000,
+        )
+        figures = {}
+        for strategy in ("margin", "cluster_margin"):
+            LearnerSettings.objects.filter(project=project).update(strategy=strategy)
+            started = time.perf_counter()
+            embeddings = services.project_embeddings(project=project)
+            ranked = services.queue_rank(
+                project=project,
+                embeddings=embeddings,
+                proba_for=lambda ids, e=embeddings: predict_proba(head, e.of(ids)),
+                class_ids=[c.pk for c in classes],
+                seed=0,
+            )
+            figures[f"rerank_100k_{strategy}_s"] = round(time.perf_counter() - started, 3)
+        figures["rerank_images"] = ranked
+        return figures
