@@ -222,11 +222,6 @@ def project_embeddings(*, project: Project) -> ProjectEmbeddings:
     return ProjectEmbeddings(ids=np.asarray(ids, dtype=np.int64), matrix=matrix)
 
 
-def embedding_matrix(*, project: Project, image_ids: list[int]) -> np.ndarray:
-    """float32 (len(image_ids), dim) in the order given; every image must be embedded."""
-    return project_embeddings(project=project).of(image_ids)
-
-
 # --- model versions ------------------------------------------------------------------
 
 
@@ -334,15 +329,15 @@ def _progress(version: ModelVersion, text: str) -> None:
     ModelVersion.objects.filter(pk=version.pk).update(progress=text)
 
 
-def model_version_train(*, version_id: int, seed: int | None = None) -> ModelVersion:
+def model_version_train(*, version_id: int) -> ModelVersion:
     """Train, evaluate and score one requested version, then make it the active one.
 
     Idempotent: a version already finished is returned as it is, and a rerun after a
     crash starts over. Any failure is recorded on the version (status failed, with the
     error) and the previously active version keeps serving. Suggestions are written last,
     once the new model has trained and been evaluated, just before it is activated.
-    The queue is re-ranked with the project's strategy, drawing randomness from `seed`
-    (by default the version's id).
+    The queue is then ranked with the project's strategy (randomness seeded by the
+    version's id).
     """
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
@@ -354,7 +349,7 @@ def model_version_train(*, version_id: int, seed: int | None = None) -> ModelVer
         version.save(update_fields=["status", "started_at", "error"])
     started = time.monotonic()
     try:
-        outcome = _train(version, seed)
+        outcome = _train(version)
     except Exception as error:  # noqa: BLE001 - every failure is recorded, none is lost
         logger.exception("training %s failed", version)
         message = (
@@ -377,7 +372,7 @@ def model_version_train(*, version_id: int, seed: int | None = None) -> ModelVer
     return version
 
 
-def _train(version: ModelVersion, seed: int | None) -> dict:
+def _train(version: ModelVersion) -> dict:
     project = version.project
     _progress(version, "Embedding images")
     embeddings_ensure(project=project)
@@ -423,7 +418,7 @@ def _train(version: ModelVersion, seed: int | None) -> dict:
         embeddings=embeddings,
         proba_for=proba_for,
         class_ids=data.class_ids,
-        seed=version.pk if seed is None else seed,
+        seed=version.pk,
     )
     return {
         "class_ids": data.class_ids,

@@ -1,5 +1,6 @@
 """A classifier head on cached embeddings: linear or a small MLP, class-weighted,
-stopped early on the validation split and calibrated there by temperature scaling."""
+stopped early on the validation split and calibrated there by temperature scaling;
+optionally self-trained on the unlabeled pool (`train_head_self`)."""
 
 from __future__ import annotations
 

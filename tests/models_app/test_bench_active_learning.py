@@ -58,6 +58,5 @@ def test_bad_options_are_refused_with_a_reason(tmp_path, option, message, db):
             "bench_active_learning",
             json_path=str(tmp_path / "a.json"),
             plot_path=str(tmp_path / "a.png"),
-            pool=100,
-            **option,
+            **{"pool": 100, "budgets": "10,20", **option},
         )

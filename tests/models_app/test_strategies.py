@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from models_app.ml import strategies
+from models_app.ml.head import predict_proba, train_head, train_head_self
 
 
 def blobs(sizes, dim=16, spread=0.05, seed=0):
@@ -61,3 +62,37 @@ def test_cluster_margin_spreads_a_batch_across_confusions():
     assert set(ids[by_margin]) == {0}
     batch = np.argsort(-strategies.cluster_margin(proba, x, batch_size=4, candidates=30))[:4]
     assert set(ids[batch]) == {0, 1}
+
+
+def test_auto_starts_cold_then_turns_to_uncertain_batches():
+    x, _ = blobs([20, 20, 20])
+    labeled = np.zeros(len(x), bool)
+    cold = strategies.rank("auto", embeddings=x, labeled=labeled, n_classes=3, batch_size=4)
+    assert (cold > 1.0).sum() == 4  # TypiClust's picks rank above everything else
+    labeled[::4] = True  # five labels per class: the model's doubts take over
+    proba = np.tile([0.9, 0.05, 0.05], (len(x), 1))
+    proba[41] = [0.5, 0.5, 0.0]
+    warm = strategies.rank(
+        "auto", embeddings=x, labeled=labeled, proba=proba, n_classes=3, batch_size=4
+    )
+    assert np.argmax(warm) == 41
+
+
+def test_self_training_learns_from_the_unlabeled_pool():
+    """One label per class, each the point of its class nearest the other class: alone
+    they place the boundary badly; the unlabeled pool shows where the classes lie."""
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((2, 16))
+    a = centres[0] + rng.normal(0, 0.6, (200, 16))
+    b = centres[1] + rng.normal(0, 0.6, (200, 16))
+    pool = np.concatenate([a, b]).astype(np.float32)
+    truth = np.repeat([0, 1], 200)
+    nearest_a = a[np.linalg.norm(a - centres[1], axis=1).argmin()]
+    nearest_b = b[np.linalg.norm(b - centres[0], axis=1).argmin()]
+    x_train, y_train = np.stack([nearest_a, nearest_b]).astype(np.float32), np.array([0, 1])
+
+    def accuracy(head):
+        return (predict_proba(head, pool).argmax(axis=1) == truth).mean()
+
+    assert accuracy(train_head(x_train, y_train, 2)) < 0.8
+    assert accuracy(train_head_self(x_train, y_train, 2, x_pool=pool)) > 0.95

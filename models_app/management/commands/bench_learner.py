@@ -90,7 +90,7 @@ class Command(BaseCommand):
 
         # Head training and scoring on real embeddings, repeated with small noise to the
         # sizes the targets name (10,000 and 100,000 vectors).
-        vectors = services.embedding_matrix(project=project, image_ids=image_ids)
+        vectors = services.project_embeddings(project=project).of(image_ids)
         rng = np.random.default_rng(0)
         spread = vectors.std(axis=0, keepdims=True) * 0.1
 
