@@ -9,7 +9,7 @@ from labeling.models import Image, Project
 
 # Query strategies (implemented in models_app/ml/strategies.py), as offered to owners.
 STRATEGY_CHOICES = [
-    ("auto", "Auto: TypiClust cold start, then cluster-margin"),
+    ("auto", "Auto: TypiClust cold start, then smallest margin"),
     ("random", "Random"),
     ("least_confidence", "Least confidence"),
     ("margin", "Smallest margin"),
