@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -164,6 +164,17 @@ LEARNER = {
     "EMBED_CHUNK": env_int("LEARNER_EMBED_CHUNK", 256, minimum=1),
     # A claim on an image older than this is presumed lost with its worker.
     "CLAIM_SECONDS": env_int("LEARNER_CLAIM_SECONDS", 1800, minimum=60),
+}
+
+FEEDBACK = {
+    # How long a prediction request waits for the worker before answering 202 (pending).
+    "PREDICT_WAIT_SECONDS": env_int("FEEDBACK_PREDICT_WAIT_SECONDS", 30, minimum=0),
+    # Cosine similarity of embeddings from which two images count as near-duplicates.
+    "NEAR_DUPLICATE_SIMILARITY": env_float(
+        "FEEDBACK_NEAR_DUPLICATE_SIMILARITY", 0.97, minimum=0.5, maximum=1.0
+    ),
+    # Folds of the cross-validation that scores labels out of sample.
+    "REVIEW_FOLDS": env_int("FEEDBACK_REVIEW_FOLDS", 5, minimum=2),
 }
 
 REST_FRAMEWORK = {

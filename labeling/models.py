@@ -95,6 +95,11 @@ class Image(models.Model):
         IMPORT = "import", "Import"
         FEEDBACK = "feedback", "Feedback"
 
+    class Status(models.TextChoices):
+        ACTIVE = "active", "In the dataset"
+        AMBIGUOUS = "ambiguous", "Ambiguous"
+        REMOVED = "removed", "Removed"
+
     class Split(models.TextChoices):
         UNASSIGNED = "unassigned", "Unassigned"
         TRAIN = "train", "Train"
@@ -141,6 +146,12 @@ class Image(models.Model):
     # test + val fraction the image is held out for evaluation (its split is decided by
     # it), and held-out images are served in this order, a random one.
     draw = models.FloatField(default=0.0)
+    # Whether the labeling queue serves this image while unlabeled. Predictions sent in
+    # real use (source feedback) join the queue only when the model was unsure of them.
+    in_queue = models.BooleanField(default=True)
+    # Reviewers take an image out of the dataset (removed: soft, reversible) or mark it
+    # ambiguous; either way it leaves the queue, training and evaluation, label kept.
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -167,8 +178,17 @@ class Annotation(models.Model):
     """One labeling event. Rows are only ever added; `is_current` marks the one in force.
 
     A row with no class records that the image's label was withdrawn (an undo back to
-    unlabeled), so the history alone tells the whole story.
+    unlabeled), so the history alone tells the whole story. A reviewer's decision that
+    does not change the class (keep, ambiguous, remove, restore) is a row too, with the
+    class in force and its `action`.
     """
+
+    class Action(models.TextChoices):
+        LABEL = "label", "Labeled"
+        KEEP = "keep", "Reviewed and kept"
+        AMBIGUOUS = "ambiguous", "Marked ambiguous"
+        REMOVE = "remove", "Removed from the dataset"
+        RESTORE = "restore", "Restored to the dataset"
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
     label_class = models.ForeignKey(
@@ -178,6 +198,7 @@ class Annotation(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    action = models.CharField(max_length=10, choices=Action.choices, default=Action.LABEL)
     is_current = models.BooleanField(default=True)
     reverts = models.ForeignKey(
         "self",

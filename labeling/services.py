@@ -225,6 +225,7 @@ def images_ingest(
     user: AbstractBaseUser | None,
     source: str = Image.Source.UPLOAD,
     label_class: LabelClass | None = None,
+    in_queue: bool = True,
 ) -> list[FileResult]:
     """Store every acceptable image of a batch and report on each file.
 
@@ -232,6 +233,8 @@ def images_ingest(
     never costs the good ones beside it, and a refused file leaves nothing behind. A zip
     is unpacked with its folders as class names (missing classes are created). Exact
     duplicates of an image already in the project are reported and not stored again.
+    Images stored with `in_queue=False` stay out of the labeling queue until
+    `images_queue_add` puts them in.
     """
     limits = upload_limits()
     results: list[FileResult] = []
@@ -254,6 +257,7 @@ def images_ingest(
                 source=source,
                 label_class=label_class,
                 limits=limits,
+                in_queue=in_queue,
             )
         )
     return results
@@ -301,6 +305,7 @@ def _image_ingest_one(
     limits: Limits,
     label_class: LabelClass | None = None,
     class_name: str | None = None,
+    in_queue: bool = True,
 ) -> FileResult:
     try:
         decoded = image_decode(data, limits=limits)
@@ -321,6 +326,7 @@ def _image_ingest_one(
         user=user,
         source=source,
         label_class=label_class,
+        in_queue=in_queue,
     )
 
 
@@ -372,6 +378,7 @@ def _image_store(
     user: AbstractBaseUser | None,
     source: str,
     label_class: LabelClass | None,
+    in_queue: bool = True,
 ) -> FileResult:
     base = f"projects/{project.pk}"
     stem = decoded.content_hash[:32]
@@ -397,6 +404,7 @@ def _image_store(
                 height=decoded.height,
                 source=source,
                 uploaded_by=user,
+                in_queue=in_queue,
             )
             if label_class is not None:
                 annotation_create(image=image, label_class=label_class, annotator=user)
@@ -504,6 +512,7 @@ def annotation_undo_last(*, project: Project, annotator: AbstractBaseUser) -> Im
             is_current=True,
             reverts__isnull=True,
             label_class__isnull=False,
+            action=Annotation.Action.LABEL,
         )
         .order_by("-created_at", "-id")
         .first()
@@ -528,6 +537,54 @@ def annotation_undo_last(*, project: Project, annotator: AbstractBaseUser) -> Im
     image.reserved_until = timezone.now() + _reservation()
     image.save(update_fields=["label", "reserved_by", "reserved_until"])
     return image
+
+
+REVIEW_ACTIONS = {
+    Annotation.Action.KEEP: Image.Status.ACTIVE,
+    Annotation.Action.AMBIGUOUS: Image.Status.AMBIGUOUS,
+    Annotation.Action.REMOVE: Image.Status.REMOVED,
+    Annotation.Action.RESTORE: Image.Status.ACTIVE,
+}
+
+
+@transaction.atomic
+def image_review(*, image: Image, action: str, reviewer: AbstractBaseUser) -> Annotation:
+    """Record a reviewer's decision on `image` that keeps its class: keep (the label is
+    right), ambiguous or remove (the image leaves the queue, training and evaluation,
+    label kept) or restore (it comes back). To change the label, use
+    `annotation_create`. Adds one history row in force, so every decision is in the
+    image's history; the image's `status` follows. Curators only (callers check)."""
+    if action not in REVIEW_ACTIONS:
+        raise ValidationError({"action": f"Unknown review action {action!r}."})
+    image = Image.objects.select_for_update().get(pk=image.pk)
+    if action == Annotation.Action.RESTORE and image.status == Image.Status.ACTIVE:
+        raise ValidationError({"action": "This image is already in the dataset."})
+    if action == Annotation.Action.KEEP and image.label_id is None:
+        raise ValidationError({"action": "Only a labeled image can be kept as it is."})
+    Annotation.objects.filter(image=image, is_current=True).update(is_current=False)
+    annotation = Annotation.objects.create(
+        image=image,
+        label_class_id=image.label_id,
+        annotator=reviewer,
+        action=action,
+        is_current=True,
+    )
+    image.status = REVIEW_ACTIONS[action]
+    image.reserved_by = None
+    image.reserved_until = None
+    image.save(update_fields=["status", "reserved_by", "reserved_until"])
+    return annotation
+
+
+@transaction.atomic
+def images_queue_add(*, project: Project, image_ids: Sequence[int]) -> int:
+    """Put unlabeled images of `project` into the labeling queue (served by priority
+    like the rest). Returns how many were added."""
+    return (
+        Image.objects.filter(project=project, pk__in=image_ids, label__isnull=True)
+        .exclude(in_queue=True)
+        .update(in_queue=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -607,7 +664,9 @@ def queue_reserve(
     forever.
     """
     now = timezone.now()
-    pending = Image.objects.filter(project=project, label__isnull=True).exclude(pk__in=exclude_ids)
+    pending = Image.objects.filter(
+        project=project, label__isnull=True, in_queue=True, status=Image.Status.ACTIVE
+    ).exclude(pk__in=exclude_ids)
     images = list(
         pending.select_for_update()
         .filter(reserved_by=user, reserved_until__gt=now)

@@ -72,7 +72,9 @@ def projects_due_for_training() -> list[Project]:
         if model_version_pending(project=project):
             continue
         last = model_version_list(project=project).first()
-        labels = Annotation.objects.filter(image__project=project, label_class__isnull=False)
+        labels = Annotation.objects.filter(
+            image__project=project, label_class__isnull=False, action=Annotation.Action.LABEL
+        )
         if last is not None:
             labels = labels.filter(created_at__gt=last.created_at)
         if labels.count() >= learner.retrain_every:

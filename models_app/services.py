@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from labeling.models import Image, LabelClass, Project
 from labeling.services import Suggestion, image_suggestions_write
 from models_app.ml.backbone import Backbone, cached_backbone
 from models_app.ml.embed import embed_batches
-from models_app.ml.finetune import finetune, finetuned_to_bytes, predictor
+from models_app.ml.finetune import finetune, finetuned_from_bytes, finetuned_to_bytes, predictor
 from models_app.ml.head import (
     TrainedHead,
     head_from_bytes,
@@ -288,19 +289,27 @@ class _Dataset:
     y: dict[str, np.ndarray]
     counts: dict[str, dict[str, int]]
     total: int
+    # Where each labeled image came from, per split, in the order of `ids`: "feedback"
+    # for predictions sent in real use, "uploaded" for the rest.
+    origins: dict[str, list[str]]
+
+
+def _origin(source: str) -> str:
+    return "feedback" if source == Image.Source.FEEDBACK else "uploaded"
 
 
 def _dataset(project: Project) -> _Dataset:
     classes = list(
         LabelClass.objects.filter(project=project, is_active=True).order_by("order", "id")
     )
+    # Images a reviewer removed or marked ambiguous are out of training and evaluation.
     labeled = list(
-        Image.objects.filter(project=project, label__in=classes)
-        .values_list("id", "label_id", "split")
+        Image.objects.filter(project=project, label__in=classes, status=Image.Status.ACTIVE)
+        .values_list("id", "label_id", "split", "source")
         .order_by("id")
     )
     counts = {str(c.pk): {"name": c.name, "train": 0, "val": 0, "test": 0} for c in classes}
-    for _, label_id, split in labeled:
+    for _, label_id, split, _ in labeled:
         if split in ("train", "val", "test"):
             counts[str(label_id)][split] += 1
     class_ids = [c.pk for c in classes if counts[str(c.pk)]["train"] > 0]
@@ -312,11 +321,14 @@ def _dataset(project: Project) -> _Dataset:
     index = {pk: i for i, pk in enumerate(class_ids)}
     ids: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     ys: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for image_id, label_id, split in labeled:
+    origins: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for image_id, label_id, split, source in labeled:
         if split in ids and label_id in index:
             ids[split].append(image_id)
             ys[split].append(index[label_id])
+            origins[split].append(_origin(source))
     return _Dataset(
+        origins=origins,
         class_ids=class_ids,
         ids=ids,
         y={k: np.asarray(v, dtype=np.int64) for k, v in ys.items()},
@@ -405,9 +417,14 @@ def _train(version: ModelVersion) -> dict:
         proba_for, artifact_bytes = _fine_tune(version, data, head, metrics)
     for split in ("test", "val"):
         if data.ids[split]:
-            metrics[split] = evaluate(
-                data.y[split], proba_for(data.ids[split]), len(data.class_ids)
-            )
+            proba = proba_for(data.ids[split])
+            metrics[split] = evaluate(data.y[split], proba, len(data.class_ids))
+            if split == "test":
+                metrics["test_by_source"] = _evaluate_by_origin(data, proba)
+    metrics["sources"] = {
+        split: {o: origins.count(o) for o in sorted(set(origins))}
+        for split, origins in data.origins.items()
+    }
     artifact = default_storage.save(
         f"models/{project.pk}/v{version.number}-{uuid.uuid4().hex[:8]}.pt",
         ContentFile(artifact_bytes),
@@ -426,6 +443,20 @@ def _train(version: ModelVersion) -> dict:
         "labels_total": data.total,
         "metrics": metrics,
         "artifact": artifact,
+    }
+
+
+def _evaluate_by_origin(data: _Dataset, proba: np.ndarray) -> dict:
+    """Test metrics of uploaded and of feedback images apart, so that drift between the
+    data a model was built on and the data it meets in use shows."""
+    origins = np.asarray(data.origins["test"])
+    return {
+        origin: evaluate(
+            data.y["test"][origins == origin],
+            proba[origins == origin],
+            len(data.class_ids),
+        )
+        for origin in sorted(set(data.origins["test"]))
     }
 
 
@@ -524,8 +555,7 @@ def queue_rerank(*, project: Project, seed: int | None = None) -> int:
         return queue_rank(project=project, seed=seed)
     if active.fine_tuned or not active.artifact:
         return 0
-    with default_storage.open(active.artifact, "rb") as f:
-        head = head_from_bytes(f.read())
+    head = _head_of(active.artifact)
     embeddings = project_embeddings(project=project)
     device = str(backbone_load().device)
     return queue_rank(
@@ -535,3 +565,65 @@ def queue_rerank(*, project: Project, seed: int | None = None) -> int:
         class_ids=active.class_ids,
         seed=seed,
     )
+
+
+# --- predictions with the active model -----------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _head_of(artifact: str) -> TrainedHead:
+    # Artifacts are never rewritten (each name is unique), so caching by name is safe.
+    with default_storage.open(artifact, "rb") as f:
+        return head_from_bytes(f.read())
+
+
+@lru_cache(maxsize=2)
+def _network_of(artifact: str) -> Callable[[list], np.ndarray]:
+    config = settings.LEARNER
+    with default_storage.open(artifact, "rb") as f:
+        tuned, probe = finetuned_from_bytes(f.read())
+    weights = Path(config["BACKBONE_WEIGHTS"]) if config["BACKBONE_WEIGHTS"] else None
+    return predictor(
+        tuned, probe, backbone_name=config["BACKBONE"], weights=weights, device=config["DEVICE"]
+    )
+
+
+def embeddings_of_images(*, image_ids: list[int]) -> np.ndarray:
+    """The embeddings of these images in this order, computed here and now where
+    missing (and stored, so training and ranking reuse them)."""
+    key = backbone_key()
+    Embedding.objects.bulk_create(
+        [Embedding(image_id=pk, backbone=key) for pk in image_ids], ignore_conflicts=True
+    )
+    rows = Embedding.objects.filter(image_id__in=image_ids, backbone=key)
+    embeddings_compute(
+        embedding_ids=list(rows.filter(vector__isnull=True).values_list("id", flat=True))
+    )
+    vectors = dict(rows.values_list("image_id", "vector"))
+    return np.stack(
+        [np.frombuffer(bytes(vectors[pk]), dtype=np.float16) for pk in image_ids]
+    ).astype(np.float32)
+
+
+@dataclass
+class ActiveModel:
+    """The model a project serves predictions with, loaded from its artifact."""
+
+    version: ModelVersion
+
+    def proba(self, image_ids: list[int]) -> np.ndarray:
+        """Calibrated class probabilities of these images (columns: version.class_ids)."""
+        if not image_ids:
+            return np.zeros((0, len(self.version.class_ids)), np.float32)
+        if self.version.fine_tuned:
+            return _network_of(self.version.artifact)(_sources(image_ids))
+        x = embeddings_of_images(image_ids=image_ids)
+        head = _head_of(self.version.artifact)
+        return predict_proba(head, x, device=str(backbone_load().device))
+
+
+def active_model(*, project: Project) -> ActiveModel | None:
+    version = ModelVersion.objects.filter(project=project, is_active=True).first()
+    if version is None or not version.artifact:
+        return None
+    return ActiveModel(version=version)

@@ -63,6 +63,7 @@ class AnnotationOutput(serializers.ModelSerializer):
             "label_name",
             "annotator",
             "created_at",
+            "action",
             "is_current",
             "reverts",
         ]

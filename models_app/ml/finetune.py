@@ -25,6 +25,7 @@ from models_app.ml.head import (
     TrainedHead,
     class_weights,
     fit_temperature,
+    head_from_bytes,
     head_to_bytes,
     restore_module,
 )
@@ -209,3 +210,15 @@ def finetuned_to_bytes(tuned: FineTuned, probe: TrainedHead) -> bytes:
         buffer,
     )
     return buffer.getvalue()
+
+
+def finetuned_from_bytes(data: bytes) -> tuple[FineTuned, TrainedHead]:
+    """The network and probe that `finetuned_to_bytes` stored."""
+    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    tuned = FineTuned(
+        state=saved["state"],
+        temperature=saved["temperature"],
+        epochs=saved["epochs"],
+        n_classes=saved["n_classes"],
+    )
+    return tuned, head_from_bytes(saved["probe"])

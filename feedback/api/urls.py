@@ -1,0 +1,26 @@
+from django.urls import path
+
+from feedback.api import views
+
+P = "projects/<int:project_id>"
+
+urlpatterns = [
+    path(f"{P}/predictions/", views.PredictionListApi.as_view(), name="prediction-list"),
+    path(
+        f"{P}/predictions/<int:prediction_id>/",
+        views.PredictionDetailApi.as_view(),
+        name="prediction-detail",
+    ),
+    path(
+        f"{P}/predictions/<int:prediction_id>/resolve/",
+        views.PredictionResolveApi.as_view(),
+        name="prediction-resolve",
+    ),
+    path(f"{P}/review/mistakes/", views.MistakeListApi.as_view(), name="mistake-list"),
+    path(f"{P}/review/scan/", views.ReviewScanApi.as_view(), name="review-scan"),
+    path(
+        f"{P}/images/<int:image_id>/review/",
+        views.ReviewDecisionApi.as_view(),
+        name="review-decision",
+    ),
+]

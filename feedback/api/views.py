@@ -1,0 +1,254 @@
+"""REST API v1 of the feedback loop: predictions, their confirmation or correction, and
+the mistakes review."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.pagination import Pagination
+from feedback import selectors, services
+from feedback.access import prediction_access
+from feedback.models import LabelScore, Prediction, ReviewScan
+from labeling import access
+from labeling.api.serializers import ImageOutput
+
+
+def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class ClassScoreOutput(serializers.Serializer):
+    class_id = serializers.IntegerField()
+    confidence = serializers.FloatField()
+
+
+class PredictionOutput(serializers.ModelSerializer):
+    model_version = serializers.IntegerField(source="model_version.number", allow_null=True)
+    predicted_class_name = serializers.CharField(
+        source="predicted_class.name", allow_null=True, default=None
+    )
+    top = ClassScoreOutput(many=True)
+    uncertain = serializers.BooleanField(source="is_uncertain")
+    resolved_by = serializers.CharField(
+        source="resolved_by.username", allow_null=True, default=None
+    )
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "image",
+            "status",
+            "model_version",
+            "predicted_class",
+            "predicted_class_name",
+            "confidence",
+            "top",
+            "uncertain",
+            "uncertain_reason",
+            "error",
+            "created_at",
+            "resolved_class",
+            "resolved_by",
+            "resolved_at",
+            "annotation",
+        ]
+
+
+class PredictInput(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    top_k = serializers.IntegerField(min_value=1, max_value=services.MAX_TOP_K, default=3)
+
+
+class FileResultOutput(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["created", "duplicate", "rejected"])
+    message = serializers.CharField()
+    image_id = serializers.IntegerField(allow_null=True)
+
+
+class PredictOutput(serializers.Serializer):
+    predictions = PredictionOutput(many=True)
+    files = FileResultOutput(many=True)
+
+
+class PredictionListApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=Prediction.Status.values)],
+        responses=PredictionOutput(many=True),
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        predictions = selectors.prediction_list(project=project)
+        wanted = request.query_params.get("status")
+        if wanted is not None:
+            if wanted not in Prediction.Status.values:
+                raise serializers.ValidationError({"status": "Unknown status."})
+            predictions = predictions.filter(status=wanted)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(predictions, request, view=self)
+        return paginator.get_paginated_response(PredictionOutput(page, many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": PredictInput},
+        responses={200: PredictOutput, 202: PredictOutput, 400: PredictOutput},
+        description="Predict one or many images with the active model. Every image is "
+        "kept (source feedback). 200 when all are answered; 202 when the worker has not "
+        "answered within the wait (poll the predictions); 400 when no file was usable.",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        data = _valid(
+            PredictInput, {**request.data.dict(), "files": request.FILES.getlist("files")}
+        )
+        batch = services.predictions_request(
+            project=project, files=data["files"], user=request.user, top_k=data["top_k"]
+        )
+        predictions = selectors.predictions_wait(
+            prediction_ids=[p.pk for p in batch.predictions],
+            timeout=settings.FEEDBACK["PREDICT_WAIT_SECONDS"],
+        )
+        body = PredictOutput({"predictions": predictions, "files": batch.files}).data
+        if not predictions:
+            code = status.HTTP_400_BAD_REQUEST
+        elif any(p.status == Prediction.Status.PENDING for p in predictions):
+            code = status.HTTP_202_ACCEPTED
+        else:
+            code = status.HTTP_200_OK
+        return Response(body, status=code)
+
+
+class PredictionDetailApi(APIView):
+    @extend_schema(responses=PredictionOutput)
+    def get(self, request: Request, project_id: int, prediction_id: int) -> Response:
+        prediction = prediction_access(
+            user=request.user, project_id=project_id, prediction_id=prediction_id
+        )
+        return Response(PredictionOutput(prediction).data)
+
+
+class ResolveInput(serializers.Serializer):
+    label_class = serializers.IntegerField(
+        min_value=1, required=False, help_text="The right class; leave out to confirm."
+    )
+
+
+class PredictionResolveApi(APIView):
+    @extend_schema(
+        request=ResolveInput,
+        responses=PredictionOutput,
+        description="Confirm the prediction, or correct it with the right class: the "
+        "image becomes a labeled image of the dataset.",
+    )
+    def post(self, request: Request, project_id: int, prediction_id: int) -> Response:
+        prediction = prediction_access(
+            user=request.user, project_id=project_id, prediction_id=prediction_id
+        )
+        class_id = _valid(ResolveInput, request.data).get("label_class")
+        label_class = (
+            access.label_class_access(user=request.user, project_id=project_id, class_id=class_id)
+            if class_id
+            else None
+        )
+        prediction = services.prediction_resolve(
+            prediction=prediction, label_class=label_class, user=request.user
+        )
+        return Response(PredictionOutput(prediction).data)
+
+
+class LabelScoreOutput(serializers.ModelSerializer):
+    image = ImageOutput()
+    label_name = serializers.CharField(source="label_class.name")
+    suggested_name = serializers.CharField(source="suggested_class.name")
+
+    class Meta:
+        model = LabelScore
+        fields = [
+            "image",
+            "label_class",
+            "label_name",
+            "quality",
+            "suggested_class",
+            "suggested_name",
+            "suggested_confidence",
+        ]
+
+
+class ReviewScanOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ReviewScan
+        fields = [
+            "id",
+            "status",
+            "created_at",
+            "finished_at",
+            "labeled",
+            "issues",
+            "duplicate_pairs",
+            "error",
+        ]
+
+
+class MistakeListApi(APIView):
+    @extend_schema(
+        responses=LabelScoreOutput(many=True),
+        description="Labels the out-of-sample model confidently disputes, most suspect first.",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.CURATORS
+        )
+        paginator = Pagination()
+        page = paginator.paginate_queryset(
+            selectors.mistakes_list(project=project), request, view=self
+        )
+        return paginator.get_paginated_response(
+            LabelScoreOutput(page, many=True, context={"request": request}).data
+        )
+
+
+class ReviewScanApi(APIView):
+    @extend_schema(request=None, responses={202: ReviewScanOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.CURATORS
+        )
+        scan = services.review_scan_request(project=project, user=request.user)
+        return Response(ReviewScanOutput(scan).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ReviewInput(serializers.Serializer):
+    action = serializers.ChoiceField(choices=services.REVIEW_CHOICES)
+    label_class = serializers.IntegerField(
+        min_value=1, required=False, help_text="The new class, for relabel."
+    )
+
+
+class ReviewDecisionApi(APIView):
+    @extend_schema(request=ReviewInput, responses=ImageOutput)
+    def post(self, request: Request, project_id: int, image_id: int) -> Response:
+        image = access.image_access(
+            user=request.user, project_id=project_id, image_id=image_id, roles=access.CURATORS
+        )
+        data = _valid(ReviewInput, request.data)
+        label_class = (
+            access.label_class_access(
+                user=request.user, project_id=project_id, class_id=data["label_class"]
+            )
+            if data.get("label_class")
+            else None
+        )
+        image = services.review_decide(
+            image=image, action=data["action"], reviewer=request.user, label_class=label_class
+        )
+        return Response(ImageOutput(image, context={"request": request}).data)
