@@ -63,19 +63,20 @@ def review_scan_latest(*, project: Project) -> ReviewScan | None:
 
 
 def mistakes_list(*, project: Project) -> QuerySet[LabelScore]:
-    """Labeled images whose label the out-of-sample model confidently disputes, most
-    suspect first: still labeled as scored, still in the dataset, and not yet kept by a
-    reviewer since."""
+    """Labeled images whose label the out-of-sample model disputes (it prefers another
+    class), most suspect first (lowest probability of the given label): still labeled
+    as scored, still in the dataset, and not kept by a reviewer since. `is_issue` marks
+    those confident learning flags."""
     kept = Annotation.objects.filter(
         image=OuterRef("image"), is_current=True, action=Annotation.Action.KEEP
     )
     return (
         LabelScore.objects.filter(
             image__project=project,
-            is_issue=True,
             image__label=F("label_class"),
             image__status=Image.Status.ACTIVE,
         )
+        .exclude(suggested_class=F("label_class"))
         .exclude(Exists(kept))
         .select_related("image", "label_class", "suggested_class")
         .order_by("quality", "image_id")

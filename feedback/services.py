@@ -263,7 +263,9 @@ def review_scan_run(*, scan_id: int) -> ReviewScan:
     except Exception as error:  # noqa: BLE001 - recorded on the scan
         logger.exception("review scan %s failed", scan.pk)
         message = (
-            str(error) if isinstance(error, ValidationError) else f"{type(error).__name__}: {error}"
+            " ".join(error.messages)
+            if isinstance(error, ValidationError)
+            else f"{type(error).__name__}: {error}"
         )
         ReviewScan.objects.filter(pk=scan.pk).update(
             status=ReviewScan.Status.FAILED, error=message, finished_at=timezone.now()

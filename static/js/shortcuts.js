@@ -74,11 +74,45 @@
     }
   }
 
+  // Prediction and review cards: keys act on the first card still waiting for a
+  // decision (Enter confirms or keeps, a class key corrects or relabels).
+  function currentCard(list) {
+    list.querySelectorAll(".card.current").forEach((c) => c.classList.remove("current"));
+    const card = list.querySelector(".card[data-pending]");
+    if (card) card.classList.add("current");
+    return card;
+  }
+  document.addEventListener("htmx:afterSettle", () => {
+    document.querySelectorAll('[data-shortcuts="cards"]').forEach(currentCard);
+  });
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll('[data-shortcuts="cards"]').forEach(currentCard);
+  });
+
+  function cardKeys(event, lists) {
+    const card = lists.map(currentCard).find(Boolean);
+    if (!card || event.ctrlKey || event.repeat) return;
+    const key = CSS.escape(event.key.toLowerCase());
+    const button = card.querySelector('button[data-key="' + key + '"]');
+    if (!button) return;
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    htmx.ajax("POST", button.getAttribute("hx-post"), {
+      target: "#" + card.id,
+      swap: "outerHTML",
+      values: JSON.parse(button.getAttribute("hx-vals") || "{}"),
+      headers: JSON.parse(document.body.getAttribute("hx-headers") || "{}"),
+    }).finally(() => { busy = false; });
+  }
+
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.metaKey || isTyping(event)) return;
     const panel = document.querySelector('[data-shortcuts="label"]');
     if (panel) return labelKeys(event, panel);
     const grid = document.querySelector('[data-shortcuts="grid"]');
     if (grid) return gridKeys(event, grid);
+    const lists = Array.from(document.querySelectorAll('[data-shortcuts="cards"]'));
+    if (lists.length) return cardKeys(event, lists);
   });
 })();

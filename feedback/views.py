@@ -1,0 +1,166 @@
+"""HTML pages of the feedback loop: predict and confirm or correct, and the review."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from feedback import selectors, services
+from feedback.access import prediction_access
+from labeling import access
+from labeling import selectors as labeling_selectors
+from labeling.models import LabelClass, Project
+from models_app import selectors as learner_selectors
+
+RECENT = 30
+REVIEW_PAGE = 50
+
+
+def _class_from(request: HttpRequest, project: Project) -> LabelClass | None:
+    class_id = request.POST.get("label_class", "")
+    if not class_id:
+        return None
+    if not class_id.isdigit():
+        raise ValidationError("Choose a class of this project.")
+    return access.label_class_access(
+        user=request.user, project_id=project.pk, class_id=int(class_id)
+    )
+
+
+def _predict_context(request: HttpRequest, project: Project, **extra) -> dict:
+    return {
+        "project": project,
+        "role": access.role_of(user=request.user, project=project),
+        "classes": labeling_selectors.label_class_list(project=project, active_only=True),
+        "all_classes": labeling_selectors.label_class_list(project=project),
+        "active": learner_selectors.model_version_active(project=project),
+        "settings": services.feedback_settings(project=project),
+        "in_use": selectors.accuracy_in_use(project=project),
+        "recent": selectors.prediction_list(project=project)[:RECENT],
+        **extra,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def predict_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id)
+    if request.method == "GET":
+        return render(request, "feedback/predict.html", _predict_context(request, project))
+    files = request.FILES.getlist("files")
+    try:
+        if not files:
+            raise ValidationError("Choose one or more images.")
+        batch = services.predictions_request(project=project, files=files, user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        batch = None
+    results = (
+        selectors.predictions_wait(
+            prediction_ids=[p.pk for p in batch.predictions],
+            timeout=settings.FEEDBACK["PREDICT_WAIT_SECONDS"],
+        )
+        if batch
+        else []
+    )
+    context = _predict_context(
+        request, project, results=results, files=batch.files if batch else []
+    )
+    template = "feedback/predict.html#results" if request.htmx else "feedback/predict.html"
+    return render(request, template, context, status=200 if batch else 400)
+
+
+@login_required
+@require_POST
+def prediction_resolve(request: HttpRequest, project_id: int, prediction_id: int) -> HttpResponse:
+    prediction = prediction_access(
+        user=request.user, project_id=project_id, prediction_id=prediction_id
+    )
+    project = prediction.project
+    status = 200
+    try:
+        prediction = services.prediction_resolve(
+            prediction=prediction, label_class=_class_from(request, project), user=request.user
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        status = 400
+    if not request.htmx:
+        return redirect("feedback:predict", project_id=project.pk)
+    context = _predict_context(request, project, prediction=prediction)
+    return render(request, "feedback/predict.html#prediction-card", context, status=status)
+
+
+@login_required
+@require_POST
+def settings_update(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    try:
+        percent = float(request.POST.get("uncertain_below", ""))
+        services.feedback_settings_update(project=project, uncertain_below=percent / 100)
+        messages.success(request, f"Predictions under {percent:g}% now enter the queue.")
+    except ValueError:
+        messages.error(request, "The threshold must be a number of percent, 0 to 100.")
+    except ValidationError as error:
+        messages.error(
+            request, "The threshold must be 0 to 100 percent. " + " ".join(error.messages)
+        )
+    return redirect("feedback:predict", project_id=project.pk)
+
+
+def _review_context(request: HttpRequest, project: Project, **extra) -> dict:
+    return {
+        "project": project,
+        "classes": labeling_selectors.label_class_list(project=project, active_only=True),
+        "scan": selectors.review_scan_latest(project=project),
+        "mistakes": selectors.mistakes_list(project=project)[:REVIEW_PAGE],
+        "mistakes_total": selectors.mistakes_list(project=project).count(),
+        "corrected": selectors.corrected_predictions(project=project)[:RECENT],
+        "conflicts": selectors.duplicate_conflicts(project=project),
+        "leaks": selectors.split_leaks(project=project),
+        **extra,
+    }
+
+
+@login_required
+@require_GET
+def review_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    return render(request, "feedback/review.html", _review_context(request, project))
+
+
+@login_required
+@require_POST
+def review_scan(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    services.review_scan_request(project=project, user=request.user)
+    messages.success(request, "Scoring every label in the background; reload in a minute.")
+    return redirect("feedback:review", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def review_decide(request: HttpRequest, project_id: int, image_id: int) -> HttpResponse:
+    image = access.image_access(
+        user=request.user, project_id=project_id, image_id=image_id, roles=access.CURATORS
+    )
+    status = 200
+    try:
+        image = services.review_decide(
+            image=image,
+            action=request.POST.get("action", ""),
+            reviewer=request.user,
+            label_class=_class_from(request, image.project),
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        status = 400
+    if not request.htmx:
+        return redirect("feedback:review", project_id=project_id)
+    context = _review_context(request, image.project, decided=image)
+    return render(request, "feedback/review.html#decided", context, status=status)

@@ -1,0 +1,111 @@
+"""The predict and review pages, through Django's test client."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from feedback import services
+from feedback.models import Prediction
+from labeling.models import Annotation, Image
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_predict_page_predicts_and_one_click_confirms(trained, project, annotator, new_uploads):
+    version, classes = trained
+    client = client_for(annotator)
+    page = client.get(f"/projects/{project.pk}/predict/").content.decode()
+    assert f"Model v{version.number} answers" in page
+    upload = new_uploads(1, names=["Trouser"])[0][0]
+    batch = services.predictions_request(project=project, files=[upload], user=annotator)
+    services.predictions_run(prediction_ids=[batch.predictions[0].pk])
+    prediction = Prediction.objects.get(pk=batch.predictions[0].pk)
+
+    page = client.get(f"/projects/{project.pk}/predict/").content.decode()
+    assert f'id="prediction-{prediction.pk}"' in page and "data-pending" in page
+    assert "<strong>Trouser</strong>" in page
+
+    card = client.post(
+        f"/projects/{project.pk}/predict/{prediction.pk}/resolve/", HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert "Confirmed by anna-annotator" in card and "data-pending" not in card
+    prediction.refresh_from_db()
+    assert prediction.status == "confirmed" and prediction.image.label == classes["Trouser"]
+
+    refused = client.post(
+        f"/projects/{project.pk}/predict/{prediction.pk}/resolve/",
+        {"label_class": "x"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert refused.status_code == 400 and "Choose a class" in refused.content.decode()
+
+
+def test_predict_page_reports_bad_files_and_no_files(trained, project, annotator, settings):
+    settings.FEEDBACK = {**settings.FEEDBACK, "PREDICT_WAIT_SECONDS": 0}
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client = client_for(annotator)
+    empty = client.post(f"/projects/{project.pk}/predict/", HTTP_HX_REQUEST="true")
+    assert empty.status_code == 400 and "Choose one or more images" in empty.content.decode()
+    junk = client.post(
+        f"/projects/{project.pk}/predict/",
+        {"files": [SimpleUploadedFile("junk.png", b"nope")]},
+        HTTP_HX_REQUEST="true",
+    )
+    assert "junk.png:" in junk.content.decode()
+    assert not Prediction.objects.exists()
+
+
+def test_threshold_setting_is_for_curators_and_checked(trained, project, owner, annotator):
+    assert (
+        client_for(annotator)
+        .post(f"/projects/{project.pk}/predict/settings/", {"uncertain_below": "50"})
+        .status_code
+        == 403
+    )
+    client = client_for(owner)
+    client.post(f"/projects/{project.pk}/predict/settings/", {"uncertain_below": "150"})
+    assert services.feedback_settings(project=project).uncertain_below == 0.6
+    client.post(f"/projects/{project.pk}/predict/settings/", {"uncertain_below": "abc"})
+    client.post(f"/projects/{project.pk}/predict/settings/", {"uncertain_below": "45"})
+    assert services.feedback_settings(project=project).uncertain_below == 0.45
+
+
+def test_review_page_lists_disputed_labels_and_records_decisions(
+    trained, project, owner, reviewer, annotator
+):
+    _, classes = trained
+    trouser = Image.objects.filter(project=project, label=classes["Trouser"]).first()
+    from labeling import services as labeling_services
+
+    labeling_services.annotation_create(image=trouser, label_class=classes["Bag"], annotator=owner)
+    assert client_for(annotator).get(f"/projects/{project.pk}/review/").status_code == 403
+    client = client_for(reviewer)
+    client.post(f"/projects/{project.pk}/review/scan/")
+    from feedback.models import ReviewScan
+
+    services.review_scan_run(scan_id=ReviewScan.objects.get(project=project).pk)
+    page = client.get(f"/projects/{project.pk}/review/").content.decode()
+    assert f'id="review-{trouser.pk}"' in page
+    assert "Labeled <strong>Bag</strong>; the model says <strong>Trouser</strong>" in page
+
+    card = client.post(
+        f"/projects/{project.pk}/review/{trouser.pk}/",
+        {"action": "relabel", "label_class": classes["Trouser"].pk},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    assert f"#{trouser.pk}: <strong>Trouser</strong>, in the dataset." in card
+    page = client.get(f"/projects/{project.pk}/review/").content.decode()
+    assert f'id="review-{trouser.pk}"' not in page
+    bad = client.post(
+        f"/projects/{project.pk}/review/{trouser.pk}/", {"action": "burn"}, HTTP_HX_REQUEST="true"
+    )
+    assert bad.status_code == 400 and "Choose one of" in bad.content.decode()
+    assert Annotation.objects.filter(image=trouser).count() == 3
