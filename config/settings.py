@@ -190,13 +190,22 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "labelloop API",
-    "DESCRIPTION": "Projects, classes, images, annotations and the labeling queue.",
+    "DESCRIPTION": "Projects, classes, images, annotations, the labeling queue, model "
+    "versions, predictions and the mistakes review.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `status`; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        # Training runs and review scans share these states.
+        "RunStatusEnum": "models_app.models.ModelVersion.Status",
+        "PredictionStatusEnum": "feedback.models.Prediction.Status",
+        "ImageStatusEnum": "labeling.models.Image.Status",
+        "FileResultStatusEnum": ["created", "duplicate", "rejected"],
+    },
 }
 
 Q_CLUSTER = {

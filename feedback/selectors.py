@@ -11,6 +11,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from feedback.models import LabelScore, NearDuplicate, Prediction, ReviewScan
 from labeling.models import Annotation, Image, Project
+from models_app.models import ModelVersion
 
 
 def prediction_list(*, project: Project) -> QuerySet[Prediction]:
@@ -56,6 +57,23 @@ def accuracy_in_use(*, project: Project) -> list[VersionInUse]:
         .order_by("-model_version__number")
     )
     return [VersionInUse(r["model_version__number"], r["resolved"], r["confirmed"]) for r in rows]
+
+
+def projects_due_for_review() -> list[Project]:
+    """Projects whose active model is newer than their last review scan (or that have
+    never been scanned), with nothing scanning now: the labels have changed enough to
+    be scored again."""
+    due = []
+    active = ModelVersion.objects.filter(is_active=True).select_related("project")
+    for version in active:
+        latest = review_scan_latest(project=version.project)
+        if latest is None or (
+            latest.status not in (ReviewScan.Status.QUEUED, ReviewScan.Status.RUNNING)
+            and version.finished_at
+            and latest.created_at < version.finished_at
+        ):
+            due.append(version.project)
+    return due
 
 
 def review_scan_latest(*, project: Project) -> ReviewScan | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feedback import services
+from feedback import selectors, services
 
 
 def predict(prediction_ids: list[int]) -> int:
@@ -11,3 +11,11 @@ def predict(prediction_ids: list[int]) -> int:
 
 def scan(scan_id: int) -> str:
     return services.review_scan_run(scan_id=scan_id).status
+
+
+def scan_due_projects() -> int:
+    """Request a review scan for every project whose model changed since its last."""
+    due = selectors.projects_due_for_review()
+    for project in due:
+        services.review_scan_request(project=project, user=None)
+    return len(due)

@@ -16,7 +16,7 @@ from feedback import selectors, services
 from feedback.access import prediction_access
 from feedback.models import LabelScore, Prediction, ReviewScan
 from labeling import access
-from labeling.api.serializers import ImageOutput
+from labeling.api.serializers import FileResultOutput, ImageOutput
 
 
 def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
@@ -66,13 +66,6 @@ class PredictionOutput(serializers.ModelSerializer):
 class PredictInput(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
     top_k = serializers.IntegerField(min_value=1, max_value=services.MAX_TOP_K, default=3)
-
-
-class FileResultOutput(serializers.Serializer):
-    name = serializers.CharField()
-    status = serializers.ChoiceField(choices=["created", "duplicate", "rejected"])
-    message = serializers.CharField()
-    image_id = serializers.IntegerField(allow_null=True)
 
 
 class PredictOutput(serializers.Serializer):

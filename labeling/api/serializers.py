@@ -29,6 +29,8 @@ class ImageOutput(serializers.ModelSerializer):
             "content_hash",
             "source",
             "split",
+            "status",
+            "in_queue",
             "label",
             "label_name",
             "created_at",
@@ -67,3 +69,12 @@ class AnnotationOutput(serializers.ModelSerializer):
             "is_current",
             "reverts",
         ]
+
+
+class FileResultOutput(serializers.Serializer):
+    """What became of one uploaded file (see `labeling.services.FileResult`)."""
+
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["created", "duplicate", "rejected"])
+    message = serializers.CharField()
+    image_id = serializers.IntegerField(allow_null=True)

@@ -13,7 +13,12 @@ from rest_framework.views import APIView
 
 from config.pagination import Pagination
 from labeling import access, selectors, services
-from labeling.api.serializers import AnnotationOutput, ImageOutput, LabelClassOutput
+from labeling.api.serializers import (
+    AnnotationOutput,
+    FileResultOutput,
+    ImageOutput,
+    LabelClassOutput,
+)
 from labeling.models import Image, Membership
 from labeling.views import file_response
 
@@ -172,18 +177,11 @@ class UploadInput(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
 
 
-class UploadResultOutput(serializers.Serializer):
-    name = serializers.CharField()
-    status = serializers.ChoiceField(choices=["created", "duplicate", "rejected"])
-    message = serializers.CharField()
-    image_id = serializers.IntegerField(allow_null=True)
-
-
 class UploadOutput(serializers.Serializer):
     created = serializers.IntegerField()
     duplicates = serializers.IntegerField()
     rejected = serializers.IntegerField()
-    results = UploadResultOutput(many=True)
+    results = FileResultOutput(many=True)
 
 
 _image_filters = [

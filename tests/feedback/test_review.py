@@ -153,3 +153,16 @@ def test_a_scan_of_too_few_labels_fails_with_the_reason(project, reviewer, class
     )
     assert result.status == "failed"
     assert result.error == "A review needs at least 10 labeled images of two classes."
+
+
+def test_a_new_model_makes_the_project_due_for_a_scan(noisy, project, reviewer, owner):
+    from feedback import tasks
+
+    assert tasks.scan_due_projects() == 0  # no model yet
+    version = learner.model_version_request(project=project, trigger="api", user=owner)
+    learner.model_version_train(version_id=version.pk)
+    assert selectors.projects_due_for_review() == [project]
+    assert tasks.scan_due_projects() == 1
+    assert selectors.projects_due_for_review() == []  # one is queued
+    services.review_scan_run(scan_id=selectors.review_scan_latest(project=project).pk)
+    assert selectors.projects_due_for_review() == []  # scanned after the model
