@@ -114,9 +114,9 @@ def predictions_run(*, prediction_ids: Sequence[int]) -> int:
             answered += _predict(Project.objects.get(pk=project_id), rows)
         except Exception as error:  # noqa: BLE001 - recorded on the rows, never lost
             logger.exception("prediction of %s failed", [p.pk for p in rows])
-            Prediction.objects.filter(pk__in=[p.pk for p in rows], status="pending").update(
-                status=Prediction.Status.FAILED, error=f"{type(error).__name__}: {error}"
-            )
+            Prediction.objects.filter(
+                pk__in=[p.pk for p in rows], status=Prediction.Status.PENDING
+            ).update(status=Prediction.Status.FAILED, error=f"{type(error).__name__}: {error}")
     return answered
 
 
@@ -128,9 +128,12 @@ def _predict(project: Project, rows: list[Prediction]) -> int:
         )
         return 0
     image_ids = [p.image_id for p in rows]
+    # Stored now whatever the model (a fine-tuned one reads the files): the duplicate
+    # check, the queue's ranking and the next training all need them.
+    x = learner.embeddings_of_images(image_ids=image_ids)
     proba = model.proba(image_ids)
     class_ids = model.version.class_ids
-    conflicts = _near_duplicate_conflicts(project, image_ids, proba.argmax(axis=1), class_ids)
+    conflicts = _near_duplicate_conflicts(project, image_ids, x, proba.argmax(axis=1), class_ids)
     threshold = feedback_settings(project=project).uncertain_below
     names = dict(LabelClass.objects.filter(project=project).values_list("id", "name"))
     uncertain = []
@@ -169,7 +172,11 @@ def _predict(project: Project, rows: list[Prediction]) -> int:
 
 
 def _near_duplicate_conflicts(
-    project: Project, image_ids: list[int], predicted: np.ndarray, class_ids: list[int]
+    project: Project,
+    image_ids: list[int],
+    x: np.ndarray,
+    predicted: np.ndarray,
+    class_ids: list[int],
 ) -> list[tuple[int, int] | None]:
     """For each image, (labeled image id, its class) when its nearest labeled image is a
     near-duplicate labeled with another class than the prediction; else None."""
@@ -180,7 +187,7 @@ def _near_duplicate_conflicts(
     )
     embeddings = learner.project_embeddings(project=project)
     have = [pk for pk in embeddings.ids.tolist() if pk in labeled]
-    best, similarity = nearest(embeddings.of(image_ids), embeddings.of(have))
+    best, similarity = nearest(x, embeddings.of(have))
     out: list[tuple[int, int] | None] = []
     limit = settings.FEEDBACK["NEAR_DUPLICATE_SIMILARITY"]
     for b, s, p in zip(best.tolist(), similarity.tolist(), predicted.tolist(), strict=True):

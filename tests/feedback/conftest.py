@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image as PILImage
 
 from labeling.models import Image
 from models_app import services as learner
@@ -31,3 +35,15 @@ def new_uploads(fashion):
 
 def held_out(image: Image) -> bool:
     return image.draw < image.project.test_fraction + image.project.val_fraction
+
+
+def twin_upload(image: Image, name: str) -> SimpleUploadedFile:
+    """The same picture as a stored image with one pixel changed: other bytes (not an
+    exact duplicate), the same content (a near-duplicate)."""
+    with image.file.open("rb") as f:
+        picture = PILImage.open(f).convert("L")
+        picture.load()
+    picture.putpixel((0, 0), (picture.getpixel((0, 0)) + 1) % 256)
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return SimpleUploadedFile(name, out.getvalue())

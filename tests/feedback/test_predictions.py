@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from feedback import services
 from feedback.models import Prediction
@@ -12,6 +11,7 @@ from labeling import services as labeling_services
 from labeling.models import Annotation, Image
 from models_app import selectors as learner_selectors
 from models_app import services as learner
+from tests.feedback.conftest import twin_upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,18 +150,8 @@ def test_a_prediction_disputing_a_near_duplicates_label_is_uncertain(
     trouser = Image.objects.filter(project=project, label=classes["Trouser"]).first()
     labeling_services.annotation_create(image=trouser, label_class=classes["Bag"], annotator=owner)
     learner.embeddings_ensure(project=project)
-    with trouser.file.open("rb") as f:
-        from PIL import Image as PILImage
-
-        picture = PILImage.open(f).convert("L")
-        picture.load()
-    picture.putpixel((0, 0), (picture.getpixel((0, 0)) + 1) % 256)
-    import io
-
-    out = io.BytesIO()
-    picture.save(out, format="PNG")
     services.feedback_settings_update(project=project, uncertain_below=0.0)
-    (prediction,), _ = predict(project, annotator, [SimpleUploadedFile("twin.png", out.getvalue())])
+    (prediction,), _ = predict(project, annotator, [twin_upload(trouser, "twin.png")])
     assert prediction.predicted_class == classes["Trouser"]
     assert prediction.uncertain_reason == f"Near-duplicate of image #{trouser.pk}, labeled Bag."
     assert prediction.image.in_queue

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image as PILImage
 
 from feedback import selectors, services
 from labeling import services as labeling_services
 from labeling.models import Annotation, Image
 from models_app import services as learner
 from tests.fashion import labeled_project
+from tests.feedback.conftest import twin_upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,24 +93,13 @@ def test_removed_and_ambiguous_images_leave_the_queue(project, owner, annotator,
     assert {i.pk for i in served} == {i.pk for i in images[2:]}
 
 
-def _twin(image: Image, name: str) -> SimpleUploadedFile:
-    """The same picture with one pixel changed: other bytes, same content."""
-    with image.file.open("rb") as f:
-        picture = PILImage.open(f).convert("L")
-        picture.load()
-    picture.putpixel((0, 0), (picture.getpixel((0, 0)) + 1) % 256)
-    out = io.BytesIO()
-    picture.save(out, format="PNG")
-    return SimpleUploadedFile(name, out.getvalue())
-
-
 def test_near_duplicates_with_other_labels_or_splits_are_shown(project, owner, reviewer, fashion):
     classes = labeled_project(project, owner, fashion, ["Trouser", "Bag"], per_class=10)
     originals = list(Image.objects.filter(project=project).order_by("id"))
     twins = {}
     for original in originals:
         result = labeling_services.images_ingest(
-            project=project, files=[_twin(original, f"twin-{original.pk}.png")], user=owner
+            project=project, files=[twin_upload(original, f"twin-{original.pk}.png")], user=owner
         )[0]
         twins[original.pk] = Image.objects.get(pk=result.image_id)
     conflicting = originals[0]
