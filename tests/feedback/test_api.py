@@ -146,3 +146,31 @@ def test_annotators_may_not_review(trained, project, annotator, reviewer, api):
     assert allowed.status_code == 200
     image.refresh_from_db()
     assert image.status == "removed"
+
+
+def test_a_reviewer_scans_and_lists_disputed_labels_through_the_api(
+    trained, project, owner, reviewer, api
+):
+    from labeling import services as labeling_services
+
+    _, classes = trained
+    trouser = Image.objects.filter(project=project, label=classes["Trouser"]).first()
+    labeling_services.annotation_create(image=trouser, label_class=classes["Bag"], annotator=owner)
+    p = f"/api/v1/projects/{project.pk}"
+    scan = api(reviewer).post(f"{p}/review/scan/")
+    assert scan.status_code == 202 and scan.json()["status"] == "queued"
+    services.review_scan_run(scan_id=scan.json()["id"])
+    listed = api(reviewer).get(f"{p}/review/mistakes/").json()
+    first = listed["results"][0]
+    assert first["image"]["id"] == trouser.pk
+    assert (first["label_name"], first["suggested_name"]) == ("Bag", "Trouser")
+    assert 0 <= first["quality"] < 0.5
+    relabel = api(reviewer).post(
+        f"{p}/images/{trouser.pk}/review/",
+        {"action": "relabel", "label_class": classes["Trouser"].pk},
+    )
+    assert relabel.status_code == 200 and relabel.json()["label_name"] == "Trouser"
+    missing_class = api(reviewer).post(f"{p}/images/{trouser.pk}/review/", {"action": "relabel"})
+    assert missing_class.status_code == 400 and "label_class" in missing_class.json()
+    history = api(reviewer).get(f"{p}/images/{trouser.pk}/annotations/").json()
+    assert [h["action"] for h in history] == ["label", "label", "label"]
