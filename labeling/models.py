@@ -66,6 +66,11 @@ class LabelClass(models.Model):
     key = models.CharField(max_length=1, blank=True, validators=[_key])
     order = models.PositiveIntegerField(default=0)
     is_active = models.BooleanField(default=True)
+    # One level of hierarchy (vehicle > car): images are labeled with the child; metrics
+    # are reported at both levels.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -152,6 +157,9 @@ class Image(models.Model):
     # Reviewers take an image out of the dataset (removed: soft, reversible) or mark it
     # ambiguous; either way it leaves the queue, training and evaluation, label kept.
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # Labeled, but its class was split and no new class was chosen for it: the queue
+    # serves it before anything else.
+    needs_relabel = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -189,6 +197,9 @@ class Annotation(models.Model):
         AMBIGUOUS = "ambiguous", "Marked ambiguous"
         REMOVE = "remove", "Removed from the dataset"
         RESTORE = "restore", "Restored to the dataset"
+        MERGE = "merge", "Moved by a class merge"
+        UNMERGE = "unmerge", "Restored by undoing a merge"
+        SPLIT = "split", "Moved by a class split"
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
     label_class = models.ForeignKey(
@@ -220,3 +231,127 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image_id} -> {self.label_class or 'unlabeled'}"
+
+
+class TaxonomyChange(models.Model):
+    """The audit log of a project's classes: who changed what, when."""
+
+    class Kind(models.TextChoices):
+        CREATE = "create", "Class created"
+        UPDATE = "update", "Class changed"
+        MERGE = "merge", "Classes merged"
+        UNMERGE = "unmerge", "Merge undone"
+        SPLIT_START = "split_start", "Split started"
+        SPLIT_FINISH = "split_finish", "Split finished"
+        SPLIT_CANCEL = "split_cancel", "Split cancelled"
+
+    # Changes after which the model must learn again.
+    RETRAIN = (Kind.MERGE, Kind.UNMERGE, Kind.SPLIT_FINISH)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="taxonomy_changes")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    summary = models.CharField(max_length=500)
+    details = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.summary}"
+
+
+class ClassMerge(models.Model):
+    """Classes merged into `target`; `moves` remember every label it changed, so undo
+    restores exactly the labels before."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="merges")
+    target = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="+")
+    # The merged classes other than the target, as ids (they stay, deactivated).
+    source_ids = models.JSONField(default=list)
+    target_created = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"merge {self.pk} into {self.target}"
+
+
+class ClassMergeMove(models.Model):
+    merge = models.ForeignKey(ClassMerge, on_delete=models.CASCADE, related_name="moves")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    previous_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="+")
+    # The history row the merge added; undo only touches images still holding it.
+    annotation = models.ForeignKey(Annotation, on_delete=models.PROTECT, related_name="+")
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} was {self.previous_class_id} before merge {self.merge_id}"
+
+
+class ClassSplit(models.Model):
+    """Class `source` being split into `targets`: the expert labels seeds, the learner
+    suggests a target for every other image, the expert accepts or fixes, then finishes.
+    Until then the source class keeps working and the targets stay inactive."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        FINISHED = "finished", "Finished"
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="splits")
+    source = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="+")
+    targets = models.ManyToManyField(LabelClass, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source"], condition=Q(status="open"), name="classsplit_one_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"split of {self.source} ({self.status})"
+
+
+class SplitAssignment(models.Model):
+    """Which new class an image of a split class goes to, and on whose word."""
+
+    class Kind(models.TextChoices):
+        EXPERT = "expert", "Chosen by the expert"
+        SUGGESTED = "suggested", "Suggested"
+        ACCEPTED = "accepted", "Suggestion accepted"
+
+    split = models.ForeignKey(ClassSplit, on_delete=models.CASCADE, related_name="assignments")
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    label_class = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    confidence = models.FloatField(null=True, blank=True)
+
+    DECIDED = (Kind.EXPERT, Kind.ACCEPTED)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["split", "image"], name="splitassignment_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} -> {self.label_class_id} ({self.kind})"

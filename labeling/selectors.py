@@ -8,10 +8,20 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from labeling.filters import ImageFilter
-from labeling.models import Annotation, Image, LabelClass, Membership, Project
+from labeling.models import (
+    Annotation,
+    ClassMerge,
+    ClassSplit,
+    Image,
+    LabelClass,
+    Membership,
+    Project,
+    SplitAssignment,
+    TaxonomyChange,
+)
 
 
 def project_list(*, user: AbstractBaseUser) -> QuerySet[Project]:
@@ -21,8 +31,50 @@ def project_list(*, user: AbstractBaseUser) -> QuerySet[Project]:
 
 
 def label_class_list(*, project: Project, active_only: bool = False) -> QuerySet[LabelClass]:
-    classes = LabelClass.objects.filter(project=project)
-    return classes.filter(is_active=True) if active_only else classes
+    """The project's classes; `active_only`: those one may label with now (active, and
+    not the parent of an active class: labeling happens at the child level)."""
+    classes = LabelClass.objects.filter(project=project).select_related("parent")
+    if not active_only:
+        return classes
+    return classes.filter(is_active=True).exclude(children__is_active=True).distinct()
+
+
+def taxonomy_change_list(*, project: Project) -> QuerySet[TaxonomyChange]:
+    return TaxonomyChange.objects.filter(project=project).select_related("actor")
+
+
+def class_merge_list(*, project: Project) -> QuerySet[ClassMerge]:
+    return ClassMerge.objects.filter(project=project).select_related("target", "created_by")
+
+
+def class_split_open(*, project: Project) -> QuerySet[ClassSplit]:
+    return ClassSplit.objects.filter(project=project, status=ClassSplit.Status.OPEN)
+
+
+@dataclass(frozen=True)
+class SplitProgress:
+    images: int  # images of the class being split
+    decided: int  # with a new class chosen by the expert or accepted
+    suggested: int  # with a suggestion not yet accepted
+
+
+def split_progress(*, split: ClassSplit) -> SplitProgress:
+    rows = split.assignments.filter(image__label=split.source)
+    return SplitProgress(
+        images=Image.objects.filter(project=split.project, label=split.source).count(),
+        decided=rows.filter(kind__in=SplitAssignment.DECIDED).count(),
+        suggested=rows.filter(kind=SplitAssignment.Kind.SUGGESTED).count(),
+    )
+
+
+def split_assignment_list(*, split: ClassSplit) -> QuerySet[SplitAssignment]:
+    """The images of the split class with a new class, surest suggestion first (accept
+    from the top, fix near the bottom); the expert's own choices last."""
+    return (
+        split.assignments.filter(image__label=split.source)
+        .select_related("image", "label_class")
+        .order_by(F("confidence").desc(nulls_last=True), "image_id")
+    )
 
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:

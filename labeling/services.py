@@ -31,7 +31,18 @@ from labeling.ingest import (
     too_large,
     zip_members,
 )
-from labeling.models import Annotation, Image, LabelClass, Membership, Project
+from labeling.models import (
+    Annotation,
+    ClassMerge,
+    ClassMergeMove,
+    ClassSplit,
+    Image,
+    LabelClass,
+    Membership,
+    Project,
+    SplitAssignment,
+    TaxonomyChange,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,9 +141,13 @@ def label_class_create(
     name: str,
     color: str | None = None,
     key: str | None = None,
+    actor: AbstractBaseUser | None = None,
+    is_active: bool = True,
 ) -> LabelClass:
     """Create a class. A missing key takes the next free one (1-9, then a-z); a missing
-    colour takes the next of the palette. Names are unique in a project, ignoring case."""
+    colour takes the next of the palette. Names are unique in a project, ignoring case.
+    An inactive class (the targets of a split) gets no key until it is activated.
+    Recorded in the taxonomy log."""
     # Serialise class creation per project so two requests cannot pick the same key.
     Project.objects.select_for_update().get(pk=project.pk)
     existing = LabelClass.objects.filter(project=project)
@@ -141,7 +156,7 @@ def label_class_create(
         raise ValidationError({"name": f"A class named {name!r} already exists."})
     used_keys = set(existing.filter(is_active=True).values_list("key", flat=True))
     if key is None:
-        key = next((k for k in CLASS_KEYS if k not in used_keys), "")
+        key = _free_key(project) if is_active else ""
     elif key and key.lower() in used_keys:
         raise ValidationError({"key": f"Key {key!r} is already used by another class."})
     count = existing.count()
@@ -151,24 +166,59 @@ def label_class_create(
         color=color or CLASS_COLOURS[count % len(CLASS_COLOURS)],
         key=(key or "").lower(),
         order=count,
+        is_active=is_active,
     )
     label_class.full_clean(validate_constraints=False)
     label_class.save()
+    _log(
+        project,
+        actor,
+        TaxonomyChange.Kind.CREATE,
+        f"Created class {name!r}.",
+        {"class": label_class.pk},
+    )
     return label_class
 
 
-_CLASS_FIELDS = ("name", "color", "key", "order", "is_active")
+def _free_key(project: Project) -> str:
+    used = set(
+        LabelClass.objects.filter(project=project, is_active=True).values_list("key", flat=True)
+    )
+    return next((k for k in CLASS_KEYS if k not in used), "")
+
+
+def _log(project: Project, actor, kind: str, summary: str, details: dict) -> TaxonomyChange:
+    return TaxonomyChange.objects.create(
+        project=project, actor=actor, kind=kind, summary=summary[:500], details=details
+    )
+
+
+_CLASS_FIELDS = ("name", "color", "key", "order", "is_active", "parent")
 
 
 @transaction.atomic
-def label_class_update(*, label_class: LabelClass, **changes) -> LabelClass:
-    """Change a class's name, colour, key, order or active flag. Labels are untouched."""
+def label_class_update(
+    *, label_class: LabelClass, actor: AbstractBaseUser | None = None, **changes
+) -> LabelClass:
+    """Change a class's name, colour, key, order, active flag or parent. Labels are
+    untouched: a deactivated class keeps its images and history and leaves the
+    labeling page. Each change is recorded in the taxonomy log with its old value."""
     unknown = set(changes) - set(_CLASS_FIELDS)
     if unknown:
         raise ValidationError(f"Unknown fields: {', '.join(sorted(unknown))}.")
     label_class = LabelClass.objects.select_for_update().get(pk=label_class.pk)
+    if (
+        ClassSplit.objects.filter(
+            Q(source=label_class) | Q(targets=label_class), status=ClassSplit.Status.OPEN
+        ).exists()
+        and "is_active" in changes
+    ):
+        raise ValidationError({"is_active": "Finish or cancel the split of this class first."})
+    before = {f: _field_value(label_class, f) for f in changes}
     for field, value in changes.items():
         setattr(label_class, field, value.strip().lower() if field == "key" else value)
+    if "parent" in changes:
+        _check_parent(label_class)
     label_class.full_clean(validate_constraints=False)
     others = LabelClass.objects.filter(project_id=label_class.project_id).exclude(pk=label_class.pk)
     if others.annotate(lname=Lower("name")).filter(lname=label_class.name.lower()).exists():
@@ -180,7 +230,38 @@ def label_class_update(*, label_class: LabelClass, **changes) -> LabelClass:
     ):
         raise ValidationError({"key": f"Key {label_class.key!r} is already used by another class."})
     label_class.save()
+    after = {f: _field_value(label_class, f) for f in changes}
+    changed = {f: [before[f], after[f]] for f in changes if before[f] != after[f]}
+    if changed:
+        _log(
+            label_class.project,
+            actor,
+            TaxonomyChange.Kind.UPDATE,
+            f"Class {label_class.name!r}: "
+            + ", ".join(f"{f} {old!r} → {new!r}" for f, (old, new) in changed.items())
+            + ".",
+            {"class": label_class.pk, "changes": changed},
+        )
     return label_class
+
+
+def _field_value(label_class: LabelClass, field: str):
+    return label_class.parent_id if field == "parent" else getattr(label_class, field)
+
+
+def _check_parent(label_class: LabelClass) -> None:
+    if label_class.parent_id is None:
+        return
+    # Read again: the caller's object may predate a change of its own parent.
+    parent = LabelClass.objects.get(pk=label_class.parent_id)
+    if parent.project_id != label_class.project_id:
+        raise ValidationError({"parent": "The parent must be a class of the same project."})
+    if parent.pk == label_class.pk:
+        raise ValidationError({"parent": "A class cannot be its own parent."})
+    if parent.parent_id is not None:
+        raise ValidationError({"parent": f"{parent.name!r} has a parent itself: one level only."})
+    if label_class.children.exists():
+        raise ValidationError({"parent": f"{label_class.name!r} has children: one level only."})
 
 
 # --- images --------------------------------------------------------------------------
@@ -446,6 +527,10 @@ def annotation_create(
         raise ValidationError({"label_class": "That class belongs to another project."})
     if not label_class.is_active:
         raise ValidationError({"label_class": f"Class {label_class.name!r} is deactivated."})
+    if label_class.children.filter(is_active=True).exists():
+        raise ValidationError(
+            {"label_class": f"Label with one of the subclasses of {label_class.name!r}."}
+        )
     # Lock the image so concurrent labels of one image are applied one after the other.
     image = Image.objects.select_for_update().get(pk=image.pk)
     current = Annotation.objects.filter(image=image, is_current=True).first()
@@ -461,9 +546,10 @@ def annotation_create(
     image.label = label_class
     image.reserved_by = None
     image.reserved_until = None
+    image.needs_relabel = False
     if image.split == Image.Split.UNASSIGNED:
         image.split = split_for(image=image)
-    image.save(update_fields=["label", "reserved_by", "reserved_until", "split"])
+    image.save(update_fields=["label", "reserved_by", "reserved_until", "split", "needs_relabel"])
     return annotation
 
 
@@ -633,6 +719,362 @@ def image_suggestions_write(*, project: Project, suggestions: Sequence[Suggestio
 _SUGGESTION_FIELDS = ("suggested_class", "confidence", "priority", "id", "project")
 
 
+# --- taxonomy: merge and split ----------------------------------------------------------
+
+
+def _relabel_bulk(
+    *,
+    moves: Sequence[tuple[int, int]],
+    action: str,
+    actor: AbstractBaseUser | None,
+    reverts: dict[int, int] | None = None,
+) -> dict[int, Annotation]:
+    """Give each (image id, class id) its class with one new history row in force, in
+    a few statements for any number of images (a merge can move tens of thousands).
+    Returns the new rows by image id. Callers hold the transaction."""
+    if not moves:
+        return {}
+    ids = [image_id for image_id, _ in moves]
+    Annotation.objects.filter(image_id__in=ids, is_current=True).update(is_current=False)
+    rows = Annotation.objects.bulk_create(
+        [
+            Annotation(
+                image_id=image_id,
+                label_class_id=class_id,
+                annotator=actor,
+                action=action,
+                is_current=True,
+                reverts_id=(reverts or {}).get(image_id),
+            )
+            for image_id, class_id in moves
+        ],
+        batch_size=2000,
+    )
+    by_class: dict[int, list[int]] = {}
+    for image_id, class_id in moves:
+        by_class.setdefault(class_id, []).append(image_id)
+    for class_id, image_ids in by_class.items():
+        for start in range(0, len(image_ids), 5000):
+            Image.objects.filter(pk__in=image_ids[start : start + 5000]).update(
+                label_id=class_id, needs_relabel=False, reserved_by=None, reserved_until=None
+            )
+    return {row.image_id: row for row in rows}
+
+
+def _open_split_of(classes: Iterable[LabelClass]) -> ClassSplit | None:
+    ids = [c.pk for c in classes]
+    return (
+        ClassSplit.objects.filter(status=ClassSplit.Status.OPEN)
+        .filter(Q(source_id__in=ids) | Q(targets__in=ids))
+        .first()
+    )
+
+
+@transaction.atomic
+def label_class_merge(
+    *,
+    project: Project,
+    classes: Sequence[LabelClass],
+    name: str,
+    actor: AbstractBaseUser | None,
+) -> ClassMerge:
+    """Merge `classes` into one named `name`: one of them if it has that name, else a
+    new class. Every image labeled with another of them gets the merged class through
+    a new history row (action "merge"); those classes are deactivated, keeping their
+    history. The merge remembers each label it moved, so `label_class_merge_undo`
+    restores exactly the labels before. Recorded in the taxonomy log, which makes the
+    learner retrain. One transaction. Owners and reviewers only (callers check)."""
+    Project.objects.select_for_update().get(pk=project.pk)
+    wanted = {c.pk for c in classes}
+    chosen = list(LabelClass.objects.select_for_update().filter(project=project, pk__in=wanted))
+    if len(wanted) < 2:
+        raise ValidationError({"classes": "Choose at least two classes to merge."})
+    if len(chosen) != len(wanted):
+        raise ValidationError({"classes": "Some classes do not exist in this project."})
+    if _open_split_of(chosen):
+        raise ValidationError({"classes": "A class being split cannot be merged."})
+    if LabelClass.objects.filter(parent__in=chosen).exists():
+        raise ValidationError({"classes": "A class with child classes cannot be merged."})
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Name the merged class."})
+    target = next((c for c in chosen if c.name.lower() == name.lower()), None)
+    created = target is None
+    if created:
+        target = label_class_create(project=project, name=name, actor=actor)
+    elif not target.is_active:
+        target.is_active = True
+        target.key = target.key if target.key and target.key not in _used_keys(project) else ""
+        target.save(update_fields=["is_active", "key"])
+    sources = [c for c in chosen if c.pk != target.pk]
+    moved = list(
+        Image.objects.filter(project=project, label__in=sources).values_list("id", "label_id")
+    )
+    rows = _relabel_bulk(
+        moves=[(image_id, target.pk) for image_id, _ in moved],
+        action=Annotation.Action.MERGE,
+        actor=actor,
+    )
+    merge = ClassMerge.objects.create(
+        project=project,
+        target=target,
+        source_ids=[c.pk for c in sources],
+        target_created=created,
+        created_by=actor,
+    )
+    ClassMergeMove.objects.bulk_create(
+        [
+            ClassMergeMove(
+                merge=merge,
+                image_id=image_id,
+                previous_class_id=label_id,
+                annotation=rows[image_id],
+            )
+            for image_id, label_id in moved
+        ],
+        batch_size=2000,
+    )
+    LabelClass.objects.filter(pk__in=[c.pk for c in sources]).update(is_active=False)
+    _log(
+        project,
+        actor,
+        TaxonomyChange.Kind.MERGE,
+        f"Merged {', '.join(repr(c.name) for c in chosen)} into {target.name!r}: "
+        f"{len(moved)} labels moved.",
+        {"merge": merge.pk, "target": target.pk, "sources": merge.source_ids, "moved": len(moved)},
+    )
+    return merge
+
+
+def _used_keys(project: Project) -> set[str]:
+    return set(
+        LabelClass.objects.filter(project=project, is_active=True).values_list("key", flat=True)
+    )
+
+
+@transaction.atomic
+def label_class_merge_undo(*, merge: ClassMerge, actor: AbstractBaseUser | None) -> int:
+    """Undo a merge: its classes are active again (with their keys where still free),
+    and every image still holding the merge's label gets back the class it had before,
+    through a new history row that names the row it reverts. Images relabeled since the
+    merge keep their newer label. A class the merge created and that no longer holds a
+    label is deactivated. Returns how many labels were restored. Curators only."""
+    merge = ClassMerge.objects.select_for_update().get(pk=merge.pk)
+    if merge.undone_at is not None:
+        raise ValidationError({"merge": "This merge was already undone."})
+    Project.objects.select_for_update().get(pk=merge.project_id)
+    for source in LabelClass.objects.filter(pk__in=merge.source_ids).order_by("order", "id"):
+        source.is_active = True
+        if source.key in _used_keys(merge.project):
+            source.key = _free_key(merge.project)
+        source.save(update_fields=["is_active", "key"])
+    moves = list(
+        merge.moves.filter(annotation__is_current=True).values_list(
+            "image_id", "previous_class_id", "annotation_id"
+        )
+    )
+    _relabel_bulk(
+        moves=[(image_id, class_id) for image_id, class_id, _ in moves],
+        action=Annotation.Action.UNMERGE,
+        actor=actor,
+        reverts={image_id: annotation_id for image_id, _, annotation_id in moves},
+    )
+    kept = merge.moves.count() - len(moves)
+    target = merge.target
+    if merge.target_created and not Image.objects.filter(label=target).exists():
+        target.is_active = False
+        target.save(update_fields=["is_active"])
+    merge.undone_at = timezone.now()
+    merge.undone_by = actor
+    merge.save(update_fields=["undone_at", "undone_by"])
+    _log(
+        merge.project,
+        actor,
+        TaxonomyChange.Kind.UNMERGE,
+        f"Undid the merge into {target.name!r}: {len(moves)} labels restored"
+        + (f", {kept} relabeled since kept as they are." if kept else "."),
+        {"merge": merge.pk, "restored": len(moves), "kept": kept},
+    )
+    return len(moves)
+
+
+@transaction.atomic
+def label_class_split_start(
+    *, label_class: LabelClass, names: Sequence[str], actor: AbstractBaseUser | None
+) -> ClassSplit:
+    """Start splitting `label_class` into new classes named `names` (at least two). The
+    new classes stay inactive, and the class keeps working, until the split is
+    finished. Curators only."""
+    project = label_class.project
+    Project.objects.select_for_update().get(pk=project.pk)
+    names = [(n or "").strip() for n in names]
+    names = [n for n in names if n]
+    if len(names) < 2 or len({n.lower() for n in names}) != len(names):
+        raise ValidationError({"names": "Name at least two different new classes."})
+    if not label_class.is_active:
+        raise ValidationError({"label_class": "Only an active class can be split."})
+    if _open_split_of([label_class]):
+        raise ValidationError({"label_class": "This class is already being split."})
+    if label_class.children.exists():
+        raise ValidationError({"label_class": "A class with child classes cannot be split."})
+    targets = [
+        label_class_create(project=project, name=n, actor=actor, is_active=False) for n in names
+    ]
+    for target in targets:
+        target.parent = label_class.parent
+        target.save(update_fields=["parent"])
+    split = ClassSplit.objects.create(project=project, source=label_class, created_by=actor)
+    split.targets.set(targets)
+    _log(
+        project,
+        actor,
+        TaxonomyChange.Kind.SPLIT_START,
+        f"Started splitting {label_class.name!r} into {', '.join(repr(n) for n in names)}.",
+        {"split": split.pk, "source": label_class.pk, "targets": [t.pk for t in targets]},
+    )
+    return split
+
+
+def _open(split: ClassSplit) -> ClassSplit:
+    split = ClassSplit.objects.select_for_update().get(pk=split.pk)
+    if split.status != ClassSplit.Status.OPEN:
+        raise ValidationError({"split": f"This split is {split.status}."})
+    return split
+
+
+@transaction.atomic
+def split_assign(*, split: ClassSplit, image_ids: Sequence[int], label_class: LabelClass) -> int:
+    """The expert's choice of new class for images of the split class (seeds, or a fix
+    of a suggestion). Returns how many images were assigned."""
+    split = _open(split)
+    if not split.targets.filter(pk=label_class.pk).exists():
+        raise ValidationError({"label_class": "Choose one of the split's new classes."})
+    images = list(
+        Image.objects.filter(
+            project=split.project, label=split.source, pk__in=image_ids
+        ).values_list("id", flat=True)
+    )
+    if len(images) != len(set(image_ids)):
+        raise ValidationError({"images": f"Some images are not labeled {split.source.name!r}."})
+    for image_id in images:
+        SplitAssignment.objects.update_or_create(
+            split=split,
+            image_id=image_id,
+            defaults={
+                "label_class": label_class,
+                "kind": SplitAssignment.Kind.EXPERT,
+                "confidence": None,
+            },
+        )
+    return len(images)
+
+
+@transaction.atomic
+def split_suggestions_write(
+    *, split: ClassSplit, suggestions: Sequence[tuple[int, int, float]]
+) -> int:
+    """Store the learner's suggestion (image id, class id, confidence) for images the
+    expert has not decided, replacing earlier suggestions. Returns how many."""
+    split = _open(split)
+    targets = set(split.targets.values_list("id", flat=True))
+    decided = set(
+        split.assignments.filter(kind__in=SplitAssignment.DECIDED).values_list(
+            "image_id", flat=True
+        )
+    )
+    split.assignments.filter(kind=SplitAssignment.Kind.SUGGESTED).delete()
+    rows = [
+        SplitAssignment(
+            split=split,
+            image_id=image_id,
+            label_class_id=class_id,
+            kind=SplitAssignment.Kind.SUGGESTED,
+            confidence=confidence,
+        )
+        for image_id, class_id, confidence in suggestions
+        if image_id not in decided and class_id in targets
+    ]
+    SplitAssignment.objects.bulk_create(rows, batch_size=2000)
+    return len(rows)
+
+
+@transaction.atomic
+def split_accept(
+    *, split: ClassSplit, min_confidence: float = 0.0, image_ids: Sequence[int] | None = None
+) -> int:
+    """Accept the suggestions at or above `min_confidence` (of `image_ids` only, if
+    given) as they stand. Returns how many were accepted."""
+    split = _open(split)
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ValidationError({"min_confidence": "Give a confidence between 0 and 1."})
+    rows = split.assignments.filter(
+        kind=SplitAssignment.Kind.SUGGESTED, confidence__gte=min_confidence
+    )
+    if image_ids is not None:
+        rows = rows.filter(image_id__in=image_ids)
+    return rows.update(kind=SplitAssignment.Kind.ACCEPTED)
+
+
+@transaction.atomic
+def label_class_split_finish(*, split: ClassSplit, actor: AbstractBaseUser | None) -> dict:
+    """Finish a split: every image of the split class with a decided new class gets it
+    (a history row, action "split"); the others keep the old label and are marked to
+    re-label, first in the queue. The new classes become active (with free keys) and
+    the old one inactive, its history kept. Returns {"moved": n, "to_relabel": m}."""
+    split = _open(split)
+    project = split.project
+    Project.objects.select_for_update().get(pk=project.pk)
+    decided = dict(
+        split.assignments.filter(
+            kind__in=SplitAssignment.DECIDED, image__label=split.source
+        ).values_list("image_id", "label_class_id")
+    )
+    _relabel_bulk(moves=list(decided.items()), action=Annotation.Action.SPLIT, actor=actor)
+    to_relabel = Image.objects.filter(project=project, label=split.source).update(
+        needs_relabel=True
+    )
+    split.source.is_active = False
+    split.source.save(update_fields=["is_active"])
+    for target in split.targets.order_by("order", "id"):
+        target.is_active = True
+        target.key = _free_key(project)
+        target.save(update_fields=["is_active", "key"])
+    split.status = ClassSplit.Status.FINISHED
+    split.finished_at = timezone.now()
+    split.save(update_fields=["status", "finished_at"])
+    _log(
+        project,
+        actor,
+        TaxonomyChange.Kind.SPLIT_FINISH,
+        f"Split {split.source.name!r} into "
+        f"{', '.join(repr(t.name) for t in split.targets.all())}: {len(decided)} labels "
+        f"moved, {to_relabel} images to re-label.",
+        {"split": split.pk, "moved": len(decided), "to_relabel": to_relabel},
+    )
+    return {"moved": len(decided), "to_relabel": to_relabel}
+
+
+@transaction.atomic
+def label_class_split_cancel(*, split: ClassSplit, actor: AbstractBaseUser | None) -> None:
+    """Abandon a split: no label changes; the new classes (never used) are deleted."""
+    split = _open(split)
+    targets = list(split.targets.all())
+    split.status = ClassSplit.Status.CANCELLED
+    split.finished_at = timezone.now()
+    split.save(update_fields=["status", "finished_at"])
+    split.assignments.all().delete()
+    split.targets.clear()
+    for target in targets:
+        target.delete()
+    _log(
+        split.project,
+        actor,
+        TaxonomyChange.Kind.SPLIT_CANCEL,
+        f"Cancelled the split of {split.source.name!r}.",
+        {"split": split.pk},
+    )
+
+
 # --- the queue -----------------------------------------------------------------------
 
 
@@ -650,7 +1092,8 @@ def queue_reserve(
 ) -> list[Image]:
     """Reserve the next `count` unlabeled images for `user` and return them in order.
 
-    Images the user already holds come first (a reload shows the same image). Each
+    Images the user already holds come first (a reload shows the same image), then
+    images a class split left to re-label. Each
     further slot goes to a held-out image (`Image.draw` below test + val fraction), in
     random order, while held-out images are less than that fraction of the labeled and
     reserved ones, so validation and test labels stay an unbiased sample at a set rate;
@@ -667,11 +1110,27 @@ def queue_reserve(
     pending = Image.objects.filter(
         project=project, label__isnull=True, in_queue=True, status=Image.Status.ACTIVE
     ).exclude(pk__in=exclude_ids)
+    relabel = Image.objects.filter(
+        project=project, needs_relabel=True, status=Image.Status.ACTIVE
+    ).exclude(pk__in=exclude_ids)
     images = list(
-        pending.select_for_update()
+        (pending | relabel)
+        .select_for_update()
         .filter(reserved_by=user, reserved_until__gt=now)
         .order_by("created_at", "id")[:count]
     )
+    # Images left without a class by a split come before anything else.
+    free_relabel = relabel.filter(Q(reserved_until__isnull=True) | Q(reserved_until__lte=now))
+    while len(images) < count:
+        image = (
+            free_relabel.exclude(pk__in=[i.pk for i in images])
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .first()
+        )
+        if image is None:
+            break
+        images.append(image)
     rate = project.test_fraction + project.val_fraction
     served = Image.objects.filter(project=project).filter(
         Q(label__isnull=False) | Q(reserved_until__gt=now)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
-from labeling.models import Annotation, Image, LabelClass, Project
+from labeling.models import Annotation, Image, LabelClass, Project, TaxonomyChange
 from models_app.models import Embedding, LearnerSettings, ModelVersion
 from models_app.services import backbone_key
 
@@ -64,10 +64,13 @@ def projects_fully_embedded(*, embedding_ids: list[int]) -> list[Project]:
 
 
 def projects_due_for_training() -> list[Project]:
-    """Projects with automatic retraining on, nothing queued or running, and at least
-    `retrain_every` labels added since their last version was requested."""
-    due = []
+    """Projects with nothing queued or running and either a merge, an undone merge or
+    a finished split since their last version was requested (whatever the setting),
+    or automatic retraining on and at least `retrain_every` labels added since."""
+    due = _reshaped_since_last_version()
     for learner in LearnerSettings.objects.filter(retrain_every__gt=0).select_related("project"):
+        if learner.project in due:
+            continue
         project = learner.project
         if model_version_pending(project=project):
             continue
@@ -78,6 +81,20 @@ def projects_due_for_training() -> list[Project]:
         if last is not None:
             labels = labels.filter(created_at__gt=last.created_at)
         if labels.count() >= learner.retrain_every:
+            due.append(project)
+    return due
+
+
+def _reshaped_since_last_version() -> list[Project]:
+    changes = TaxonomyChange.objects.filter(kind__in=TaxonomyChange.RETRAIN)
+    due = []
+    for project in Project.objects.filter(pk__in=changes.values("project")):
+        if model_version_pending(project=project):
+            continue
+        last = model_version_list(project=project).first()
+        mine = changes.filter(project=project)
+        # A retraining: a project that never trained waits for its first labels.
+        if last is not None and mine.filter(created_at__gt=last.created_at).exists():
             due.append(project)
     return due
 
@@ -108,3 +125,59 @@ def learning_curve(*, project: Project) -> list[CurvePoint]:
 def class_names(*, version: ModelVersion) -> list[str]:
     names = dict(LabelClass.objects.filter(pk__in=version.class_ids).values_list("id", "name"))
     return [names.get(pk, f"#{pk}") for pk in version.class_ids]
+
+
+@dataclass(frozen=True)
+class MergeHint:
+    first: str
+    second: str
+    confused: int  # test images of either class taken for the other
+    rate: float  # that count over both classes' test images
+
+
+@dataclass(frozen=True)
+class ThinClass:
+    name: str
+    labels: int
+    needed: int
+
+
+def labels_needed(n_classes: int) -> int:
+    """About how many labels a class needs: ~20 for a binary task, ~50 from 20
+    classes on, in between linearly (practitioners' rule of thumb for small data)."""
+    if n_classes <= 2:
+        return 20
+    return min(50, round(20 + (n_classes - 2) * 30 / 18))
+
+
+def merge_hints(*, version: ModelVersion, limit: int = 3, min_rate: float = 0.1) -> list[MergeHint]:
+    """The class pairs the version confuses most on the test split, in both directions,
+    when at least `min_rate` of their test images are taken for the other: candidates
+    for a merge."""
+    test = version.metrics.get("test") or {}
+    confusion = test.get("confusion") or []
+    names = class_names(version=version)
+    hints = []
+    for i in range(len(confusion)):
+        for j in range(i + 1, len(confusion)):
+            confused = confusion[i][j] + confusion[j][i]
+            support = sum(confusion[i]) + sum(confusion[j])
+            if support and confused / support >= min_rate:
+                hints.append(MergeHint(names[i], names[j], confused, confused / support))
+    return sorted(hints, key=lambda h: -h.rate)[:limit]
+
+
+def thin_classes(*, project: Project) -> list[ThinClass]:
+    """Active classes with fewer labels than a task of this many classes needs."""
+    classes = list(LabelClass.objects.filter(project=project, is_active=True))
+    needed = labels_needed(len(classes))
+    counts = dict(
+        Image.objects.filter(project=project, label__in=classes, status=Image.Status.ACTIVE)
+        .values_list("label")
+        .annotate(n=Count("id"))
+    )
+    return [
+        ThinClass(c.name, counts.get(c.pk, 0), needed)
+        for c in classes
+        if counts.get(c.pk, 0) < needed
+    ]

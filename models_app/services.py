@@ -26,8 +26,8 @@ from django.db.models import Max, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from labeling.models import Image, LabelClass, Project
-from labeling.services import Suggestion, image_suggestions_write
+from labeling.models import ClassSplit, Image, LabelClass, Project, SplitAssignment
+from labeling.services import Suggestion, image_suggestions_write, split_suggestions_write
 from models_app.ml.backbone import Backbone, cached_backbone
 from models_app.ml.embed import embed_batches
 from models_app.ml.finetune import finetune, finetuned_from_bytes, finetuned_to_bytes, predictor
@@ -421,6 +421,9 @@ def _train(version: ModelVersion) -> dict:
             metrics[split] = evaluate(data.y[split], proba, len(data.class_ids))
             if split == "test":
                 metrics["test_by_source"] = _evaluate_by_origin(data, proba)
+                parents = _evaluate_parents(data, proba)
+                if parents:
+                    metrics["test_parents"] = parents
     metrics["sources"] = {
         split: {o: origins.count(o) for o in sorted(set(origins))}
         for split, origins in data.origins.items()
@@ -457,6 +460,27 @@ def _evaluate_by_origin(data: _Dataset, proba: np.ndarray) -> dict:
             len(data.class_ids),
         )
         for origin in sorted(set(data.origins["test"]))
+    }
+
+
+def _evaluate_parents(data: _Dataset, proba: np.ndarray) -> dict | None:
+    """Test metrics one level up the class hierarchy (a class without a parent stands
+    for itself): probabilities of children are summed into their parent's. None when
+    no class has a parent."""
+    parent_of = dict(
+        LabelClass.objects.filter(pk__in=data.class_ids).values_list("id", "parent_id")
+    )
+    if not any(parent_of.values()):
+        return None
+    groups = list(dict.fromkeys(parent_of[c] or c for c in data.class_ids))
+    column = {g: i for i, g in enumerate(groups)}
+    members = np.asarray([column[parent_of[c] or c] for c in data.class_ids])
+    grouped = np.zeros((len(proba), len(groups)), dtype=np.float32)
+    for j, g in enumerate(members):
+        grouped[:, g] += proba[:, j]
+    return {
+        "classes": groups,
+        **evaluate(members[data.y["test"]], grouped, len(groups)),
     }
 
 
@@ -627,3 +651,47 @@ def active_model(*, project: Project) -> ActiveModel | None:
     if version is None or not version.artifact:
         return None
     return ActiveModel(version=version)
+
+
+# --- class splits --------------------------------------------------------------------
+
+
+def split_suggest(*, split: ClassSplit) -> int:
+    """Suggest a new class, with its confidence, for every image of a split class the
+    expert has not decided: a head trained on the expert's choices (at least one per
+    new class) and self-trained on the rest of the class's images, on their stored
+    embeddings. Returns how many suggestions were written."""
+    decided = dict(
+        split.assignments.filter(
+            kind__in=SplitAssignment.DECIDED, image__label=split.source
+        ).values_list("image_id", "label_class_id")
+    )
+    targets = list(split.targets.order_by("order", "id").values_list("id", flat=True))
+    missing = [t for t in targets if t not in set(decided.values())]
+    if missing:
+        names = ", ".join(LabelClass.objects.filter(pk__in=missing).values_list("name", flat=True))
+        raise ValidationError(f"Choose at least one image for each new class (none yet: {names}).")
+    ids = list(
+        Image.objects.filter(project=split.project, label=split.source)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    rest = [pk for pk in ids if pk not in decided]
+    embeddings = project_embeddings(project=split.project)
+    try:
+        x_seed = embeddings.of(list(decided))
+        x_rest = embeddings.of(rest)
+    except TrainingError as error:
+        raise ValidationError(f"{error} Wait for the worker to embed them.") from None
+    index = {t: i for i, t in enumerate(targets)}
+    y_seed = np.asarray([index[c] for c in decided.values()], dtype=np.int64)
+    device = str(backbone_load().device)
+    head = train_head_self(x_seed, y_seed, len(targets), x_pool=x_rest, device=device)
+    proba = predict_proba(head, x_rest, device=device) if rest else np.zeros((0, len(targets)))
+    return split_suggestions_write(
+        split=split,
+        suggestions=[
+            (pk, targets[int(p.argmax())], float(p.max()))
+            for pk, p in zip(rest, proba, strict=True)
+        ],
+    )

@@ -11,7 +11,7 @@ from labeling.models import Annotation, Image, LabelClass
 class LabelClassOutput(serializers.ModelSerializer):
     class Meta:
         model = LabelClass
-        fields = ["id", "name", "color", "key", "order", "is_active"]
+        fields = ["id", "name", "color", "key", "order", "is_active", "parent"]
 
 
 class ImageOutput(serializers.ModelSerializer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import FileResponse
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -19,7 +20,7 @@ from labeling.api.serializers import (
     ImageOutput,
     LabelClassOutput,
 )
-from labeling.models import Image, Membership
+from labeling.models import ClassSplit, Image, Membership
 from labeling.views import file_response
 
 
@@ -141,7 +142,7 @@ class ClassListApi(APIView):
             user=request.user, project_id=project_id, roles=access.CURATORS
         )
         label_class = services.label_class_create(
-            project=project, **_valid(ClassInput, request.data)
+            project=project, actor=request.user, **_valid(ClassInput, request.data)
         )
         return Response(LabelClassOutput(label_class).data, status=status.HTTP_201_CREATED)
 
@@ -152,6 +153,9 @@ class ClassUpdateInput(serializers.Serializer):
     key = serializers.RegexField(r"^[0-9a-zA-Z]?$", required=False, allow_blank=True)
     order = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False)
     is_active = serializers.BooleanField(required=False)
+    parent = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, help_text="A class id, or null."
+    )
 
 
 class ClassDetailApi(APIView):
@@ -167,10 +171,190 @@ class ClassDetailApi(APIView):
         label_class = access.label_class_access(
             user=request.user, project_id=project_id, class_id=class_id, roles=access.CURATORS
         )
+        changes = _valid(ClassUpdateInput, request.data)
+        if changes.get("parent"):
+            changes["parent"] = access.label_class_access(
+                user=request.user, project_id=project_id, class_id=changes["parent"]
+            )
         label_class = services.label_class_update(
-            label_class=label_class, **_valid(ClassUpdateInput, request.data)
+            label_class=label_class, actor=request.user, **changes
         )
         return Response(LabelClassOutput(label_class).data)
+
+
+class TaxonomyChangeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    summary = serializers.CharField()
+    details = serializers.JSONField()
+    actor = serializers.CharField(source="actor.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+
+
+class TaxonomyHistoryApi(APIView):
+    @extend_schema(responses=TaxonomyChangeOutput(many=True))
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(
+            selectors.taxonomy_change_list(project=project), request, view=self
+        )
+        return paginator.get_paginated_response(TaxonomyChangeOutput(page, many=True).data)
+
+
+class MergeInput(serializers.Serializer):
+    classes = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=2)
+    name = serializers.CharField(max_length=100, help_text="One of theirs, or a new name.")
+
+
+class MergeOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    target = LabelClassOutput()
+    source_ids = serializers.ListField(child=serializers.IntegerField())
+    moved = serializers.IntegerField(source="moves.count")
+    created_at = serializers.DateTimeField()
+    undone_at = serializers.DateTimeField(allow_null=True)
+
+
+class MergeApi(APIView):
+    @extend_schema(request=MergeInput, responses={201: MergeOutput})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.CURATORS
+        )
+        data = _valid(MergeInput, request.data)
+        classes = [
+            access.label_class_access(user=request.user, project_id=project_id, class_id=pk)
+            for pk in data["classes"]
+        ]
+        merge = services.label_class_merge(
+            project=project, classes=classes, name=data["name"], actor=request.user
+        )
+        return Response(MergeOutput(merge).data, status=status.HTTP_201_CREATED)
+
+
+class MergeUndoApi(APIView):
+    @extend_schema(request=None, responses=MergeOutput)
+    def post(self, request: Request, project_id: int, merge_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.CURATORS
+        )
+        merge = get_object_or_404(selectors.class_merge_list(project=project), pk=merge_id)
+        services.label_class_merge_undo(merge=merge, actor=request.user)
+        merge.refresh_from_db()
+        return Response(MergeOutput(merge).data)
+
+
+class SplitStartInput(serializers.Serializer):
+    names = serializers.ListField(child=serializers.CharField(max_length=100), min_length=2)
+
+
+class SplitOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    source = LabelClassOutput()
+    targets = LabelClassOutput(many=True)
+    images = serializers.IntegerField()
+    decided = serializers.IntegerField()
+    suggested = serializers.IntegerField()
+
+
+def split_output(split) -> dict:
+    progress = selectors.split_progress(split=split)
+    return SplitOutput(
+        {
+            "id": split.pk,
+            "status": split.status,
+            "source": split.source,
+            "targets": split.targets.all(),
+            "images": progress.images,
+            "decided": progress.decided,
+            "suggested": progress.suggested,
+        }
+    ).data
+
+
+def split_access(*, user, project_id: int, split_id: int):
+    project = access.project_access(user=user, project_id=project_id, roles=access.CURATORS)
+    return get_object_or_404(ClassSplit.objects.filter(project=project), pk=split_id)
+
+
+class SplitStartApi(APIView):
+    @extend_schema(request=SplitStartInput, responses={201: SplitOutput})
+    def post(self, request: Request, project_id: int, class_id: int) -> Response:
+        label_class = access.label_class_access(
+            user=request.user, project_id=project_id, class_id=class_id, roles=access.CURATORS
+        )
+        split = services.label_class_split_start(
+            label_class=label_class,
+            names=_valid(SplitStartInput, request.data)["names"],
+            actor=request.user,
+        )
+        return Response(split_output(split), status=status.HTTP_201_CREATED)
+
+
+class SplitDetailApi(APIView):
+    @extend_schema(responses=SplitOutput)
+    def get(self, request: Request, project_id: int, split_id: int) -> Response:
+        split = split_access(user=request.user, project_id=project_id, split_id=split_id)
+        return Response(split_output(split))
+
+
+class SplitAssignInput(serializers.Serializer):
+    images = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1)
+    label_class = serializers.IntegerField(min_value=1)
+
+
+class SplitAssignApi(APIView):
+    @extend_schema(
+        request=SplitAssignInput,
+        responses=SplitOutput,
+        description="The expert's choice of new class for images (seeds, or fixes).",
+    )
+    def post(self, request: Request, project_id: int, split_id: int) -> Response:
+        split = split_access(user=request.user, project_id=project_id, split_id=split_id)
+        data = _valid(SplitAssignInput, request.data)
+        label_class = access.label_class_access(
+            user=request.user, project_id=project_id, class_id=data["label_class"]
+        )
+        services.split_assign(split=split, image_ids=data["images"], label_class=label_class)
+        return Response(split_output(split))
+
+
+class SplitAcceptInput(serializers.Serializer):
+    min_confidence = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.0)
+    images = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, min_length=1
+    )
+
+
+class SplitAcceptApi(APIView):
+    @extend_schema(request=SplitAcceptInput, responses=SplitOutput)
+    def post(self, request: Request, project_id: int, split_id: int) -> Response:
+        split = split_access(user=request.user, project_id=project_id, split_id=split_id)
+        data = _valid(SplitAcceptInput, request.data)
+        services.split_accept(
+            split=split, min_confidence=data["min_confidence"], image_ids=data.get("images")
+        )
+        return Response(split_output(split))
+
+
+class SplitFinishApi(APIView):
+    @extend_schema(request=None, responses=SplitOutput)
+    def post(self, request: Request, project_id: int, split_id: int) -> Response:
+        split = split_access(user=request.user, project_id=project_id, split_id=split_id)
+        services.label_class_split_finish(split=split, actor=request.user)
+        split.refresh_from_db()
+        return Response(split_output(split))
+
+
+class SplitCancelApi(APIView):
+    @extend_schema(request=None, responses=SplitOutput)
+    def post(self, request: Request, project_id: int, split_id: int) -> Response:
+        split = split_access(user=request.user, project_id=project_id, split_id=split_id)
+        services.label_class_split_cancel(split=split, actor=request.user)
+        split.refresh_from_db()
+        return Response(split_output(split))
 
 
 class UploadInput(serializers.Serializer):

@@ -9,4 +9,9 @@ urlpatterns = [
         name="model-version-list",
     ),
     path("projects/<int:project_id>/model/retrain/", views.RetrainApi.as_view(), name="retrain"),
+    path(
+        "projects/<int:project_id>/splits/<int:split_id>/suggest/",
+        views.SplitSuggestApi.as_view(),
+        name="split-suggest",
+    ),
 ]

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling import access
+from labeling.api.views import SplitOutput, split_access, split_output
 from models_app import selectors, services
 from models_app.models import ModelVersion
 
@@ -59,3 +60,16 @@ class RetrainApi(APIView):
             project=project, trigger=ModelVersion.Trigger.API, user=request.user
         )
         return Response(ModelVersionOutput(version).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SplitSuggestApi(APIView):
+    @extend_schema(
+        request=None,
+        responses=SplitOutput,
+        description="Suggest a new class for every undecided image of the split class, "
+        "from a head trained on the expert's choices (one per new class at least).",
+    )
+    def post(self, request: Request, project_id: int, split_id: int) -> Response:
+        split = split_access(user=request.user, project_id=project_id, split_id=split_id)
+        services.split_suggest(split=split)
+        return Response(split_output(split))
