@@ -10,12 +10,26 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+)
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labeling import access, selectors, services
-from labeling.forms import AssignForm, LabelClassForm, MemberForm, ProjectForm
+from labeling.forms import (
+    AssignForm,
+    LabelClassEditForm,
+    LabelClassForm,
+    MemberForm,
+    MergeForm,
+    ProjectForm,
+    SplitStartForm,
+)
 from labeling.models import Image, Project
 
 GRID_PAGE_SIZE = 60
@@ -78,6 +92,7 @@ def label_class_create(request: HttpRequest, project_id: int) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 color=form.cleaned_data["color"] or None,
                 key=form.cleaned_data["key"] or None,
+                actor=request.user,
             )
             form = LabelClassForm()
         except ValidationError as error:
@@ -285,3 +300,134 @@ def file_response(field) -> FileResponse:
     # Members only: browsers may keep it, shared caches may not.
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+# --- classes: edit, merge, split, history ----------------------------------------------
+
+
+def _classes_context(request: HttpRequest, project: Project) -> dict:
+    return {
+        "project": project,
+        "can_edit": access.role_of(user=request.user, project=project) in access.CURATORS,
+        "classes": selectors.label_class_list(project=project),
+        "counts": selectors.project_counts(project=project),
+        "merges": selectors.class_merge_list(project=project)[:20],
+        "splits": selectors.class_split_open(project=project).select_related("source"),
+    }
+
+
+@login_required
+@require_GET
+def classes_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id)
+    return render(request, "labeling/classes.html", _classes_context(request, project))
+
+
+def _done(request: HttpRequest, action, success: str) -> object | None:
+    """Run a service call, turning its refusal into a message; returns its result."""
+    try:
+        result = action()
+    except ValidationError as error:
+        messages.error(request, _message(error))
+        return None
+    messages.success(request, success.format(result=result))
+    return result
+
+
+@login_required
+@require_POST
+def class_update(request: HttpRequest, project_id: int, class_id: int) -> HttpResponse:
+    label_class = access.label_class_access(
+        user=request.user, project_id=project_id, class_id=class_id, roles=access.CURATORS
+    )
+    form = LabelClassEditForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("labeling:classes", project_id=project_id)
+    changes = dict(form.cleaned_data)
+    parent_id = changes.pop("parent")
+    parent = None
+    if parent_id:
+        parent = access.label_class_access(
+            user=request.user, project_id=project_id, class_id=parent_id
+        )
+    _done(
+        request,
+        lambda: services.label_class_update(
+            label_class=label_class, actor=request.user, parent=parent, **changes
+        ),
+        "Saved {result.name}.",
+    )
+    return redirect("labeling:classes", project_id=project_id)
+
+
+@login_required
+@require_POST
+def classes_merge(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    form = MergeForm(request.POST)
+    if form.is_valid():
+        classes = [
+            access.label_class_access(user=request.user, project_id=project_id, class_id=pk)
+            for pk in form.cleaned_data["classes"]
+        ]
+        _done(
+            request,
+            lambda: services.label_class_merge(
+                project=project, classes=classes, name=form.cleaned_data["name"], actor=request.user
+            ),
+            "Merged into {result.target.name}; the model retrains.",
+        )
+    else:
+        messages.error(request, "Choose the classes and name the merged one.")
+    return redirect("labeling:classes", project_id=project_id)
+
+
+@login_required
+@require_POST
+def merge_undo(request: HttpRequest, project_id: int, merge_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    merge = selectors.class_merge_list(project=project).filter(pk=merge_id).first()
+    if merge is None:
+        raise Http404("No such merge.")
+    _done(
+        request,
+        lambda: services.label_class_merge_undo(merge=merge, actor=request.user),
+        "Merge undone: {result} labels restored.",
+    )
+    return redirect("labeling:classes", project_id=project_id)
+
+
+@login_required
+@require_POST
+def split_start(request: HttpRequest, project_id: int) -> HttpResponse:
+    access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    form = SplitStartForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a class and name the new classes.")
+        return redirect("labeling:classes", project_id=project_id)
+    label_class = access.label_class_access(
+        user=request.user, project_id=project_id, class_id=form.cleaned_data["label_class"]
+    )
+    split = _done(
+        request,
+        lambda: services.label_class_split_start(
+            label_class=label_class,
+            names=form.cleaned_data["names"].split(","),
+            actor=request.user,
+        ),
+        "Label a few images of each new class, then ask for suggestions.",
+    )
+    if split is None:
+        return redirect("labeling:classes", project_id=project_id)
+    return redirect("models_app:split", project_id=project_id, split_id=split.pk)
+
+
+@login_required
+@require_GET
+def taxonomy_history(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id)
+    page = Paginator(selectors.taxonomy_change_list(project=project), 100).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "labeling/class_history.html", {"project": project, "page": page})

@@ -123,8 +123,12 @@ def learning_curve(*, project: Project) -> list[CurvePoint]:
 
 
 def class_names(*, version: ModelVersion) -> list[str]:
-    names = dict(LabelClass.objects.filter(pk__in=version.class_ids).values_list("id", "name"))
-    return [names.get(pk, f"#{pk}") for pk in version.class_ids]
+    return class_names_of(class_ids=version.class_ids)
+
+
+def class_names_of(*, class_ids: list[int]) -> list[str]:
+    names = dict(LabelClass.objects.filter(pk__in=class_ids).values_list("id", "name"))
+    return [names.get(pk, f"#{pk}") for pk in class_ids]
 
 
 @dataclass(frozen=True)

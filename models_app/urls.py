@@ -9,4 +9,10 @@ urlpatterns = [
     path("projects/<int:project_id>/model/status/", views.learner_status, name="status"),
     path("projects/<int:project_id>/model/retrain/", views.retrain, name="retrain"),
     path("projects/<int:project_id>/model/settings/", views.settings_update, name="settings"),
+    path("projects/<int:project_id>/splits/<int:split_id>/", views.split_page, name="split"),
+    path(
+        "projects/<int:project_id>/splits/<int:split_id>/<slug:step>/",
+        views.split_step,
+        name="split-step",
+    ),
 ]

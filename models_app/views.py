@@ -5,11 +5,15 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import access
+from labeling import selectors as labeling_selectors
+from labeling import services as labeling_services
+from labeling.models import ClassSplit, Image, LabelClass
 from models_app import charts, selectors, services
 from models_app.models import LearnerSettings, ModelVersion
 
@@ -37,6 +41,14 @@ def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
         context["class_names"] = names
         context["per_class"] = zip(names, active.metrics["test"]["per_class"], strict=True)
         context["confusion_svg"] = charts.confusion_svg(active.metrics["test"]["confusion"], names)
+    if active:
+        context["merge_hints"] = selectors.merge_hints(version=active)
+        parents = active.metrics.get("test_parents")
+        if parents:
+            names = selectors.class_names_of(class_ids=parents["classes"])
+            context["parents"] = parents
+            context["parent_confusion_svg"] = charts.confusion_svg(parents["confusion"], names)
+    context["thin_classes"] = selectors.thin_classes(project=project)
     points = selectors.learning_curve(project=project)
     if points:
         context["curve_svg"] = charts.learning_curve_svg(points)
@@ -82,3 +94,97 @@ def retrain(request: HttpRequest, project_id: int) -> HttpResponse:
         project=project, trigger=ModelVersion.Trigger.BUTTON, user=request.user
     )
     return render(request, f"{TEMPLATE}#learner-status", _status_context(request, project))
+
+
+# --- class splits: seeds, suggestions, acceptance --------------------------------------
+
+SPLIT_SHOWN = 300
+
+
+def _split(request: HttpRequest, project_id: int, split_id: int) -> ClassSplit:
+    project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    split = ClassSplit.objects.filter(project=project, pk=split_id).select_related("source").first()
+    if split is None:
+        raise Http404("No such split.")
+    return split
+
+
+@login_required
+@require_GET
+def split_page(request: HttpRequest, project_id: int, split_id: int) -> HttpResponse:
+    split = _split(request, project_id, split_id)
+    assigned = labeling_selectors.split_assignment_list(split=split)
+    unassigned = (
+        Image.objects.filter(project=split.project, label=split.source)
+        .exclude(pk__in=assigned.values("image_id"))
+        .order_by("id")
+    )
+    context = {
+        "project": split.project,
+        "split": split,
+        "targets": list(split.targets.order_by("order", "id")),
+        "progress": labeling_selectors.split_progress(split=split),
+        "assigned": assigned[:SPLIT_SHOWN],
+        "unassigned": unassigned[:SPLIT_SHOWN],
+    }
+    return render(request, "models_app/split.html", context)
+
+
+def _split_step(request: HttpRequest, action, success: str) -> None:
+    try:
+        result = action()
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, success.format(result=result))
+
+
+@login_required
+@require_POST
+def split_step(request: HttpRequest, project_id: int, split_id: int, step: str) -> HttpResponse:
+    split = _split(request, project_id, split_id)
+    if step == "assign":
+        try:
+            image_ids = [int(v) for v in request.POST.getlist("images")]
+            target = split.targets.get(pk=int(request.POST.get("label_class", "")))
+        except (ValueError, LabelClass.DoesNotExist):
+            messages.error(request, "Select images and one of the new classes.")
+        else:
+            _split_step(
+                request,
+                lambda: labeling_services.split_assign(
+                    split=split, image_ids=image_ids, label_class=target
+                ),
+                "{result} image(s) assigned.",
+            )
+    elif step == "suggest":
+        _split_step(
+            request, lambda: services.split_suggest(split=split), "{result} suggestions made."
+        )
+    elif step == "accept":
+        try:
+            minimum = float(request.POST.get("min_confidence", "0")) / 100
+        except ValueError:
+            minimum = -1.0
+        _split_step(
+            request,
+            lambda: labeling_services.split_accept(split=split, min_confidence=minimum),
+            "{result} suggestion(s) accepted.",
+        )
+    elif step == "finish":
+        _split_step(
+            request,
+            lambda: labeling_services.label_class_split_finish(split=split, actor=request.user),
+            "Split finished: {result[moved]} moved, {result[to_relabel]} to re-label first.",
+        )
+        return redirect("labeling:classes", project_id=project_id)
+    elif step == "cancel":
+        _split_step(
+            request,
+            lambda: labeling_services.label_class_split_cancel(split=split, actor=request.user),
+            "Split cancelled.",
+        )
+        return redirect("labeling:classes", project_id=project_id)
+    else:
+        raise Http404("No such step.")
+    return redirect("models_app:split", project_id=project_id, split_id=split_id)
