@@ -69,7 +69,7 @@ class LabelClass(models.Model):
     # One level of hierarchy (vehicle > car): images are labeled with the child; metrics
     # are reported at both levels.
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -269,7 +269,7 @@ class ClassMerge(models.Model):
     restores exactly the labels before."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="merges")
-    target = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="+")
+    target = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
     # The merged classes other than the target, as ids (they stay, deactivated).
     source_ids = models.JSONField(default=list)
     target_created = models.BooleanField(default=False)
@@ -292,9 +292,9 @@ class ClassMerge(models.Model):
 class ClassMergeMove(models.Model):
     merge = models.ForeignKey(ClassMerge, on_delete=models.CASCADE, related_name="moves")
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
-    previous_class = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="+")
+    previous_class = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
     # The history row the merge added; undo only touches images still holding it.
-    annotation = models.ForeignKey(Annotation, on_delete=models.PROTECT, related_name="+")
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="+")
 
     def __str__(self) -> str:
         return f"image {self.image_id} was {self.previous_class_id} before merge {self.merge_id}"
@@ -311,7 +311,7 @@ class ClassSplit(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="splits")
-    source = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="+")
+    source = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
     targets = models.ManyToManyField(LabelClass, related_name="+")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     created_by = models.ForeignKey(
