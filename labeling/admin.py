@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from labeling import services
-from labeling.models import Annotation, Image, LabelClass, Membership, Project
+from labeling.models import Annotation, Image, LabelClass, Membership, Project, TaxonomyChange
 
 
 class MembershipInline(admin.TabularInline):
@@ -17,9 +17,15 @@ class MembershipInline(admin.TabularInline):
 
 
 class LabelClassInline(admin.TabularInline):
+    # Read-only: class changes go through the Classes page or the API, which log them.
     model = LabelClass
     extra = 0
-    fields = ["name", "color", "key", "order", "is_active"]
+    can_delete = False
+    fields = ["name", "color", "key", "order", "is_active", "parent"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Project)
@@ -43,7 +49,15 @@ class LabelClassAdmin(admin.ModelAdmin):
     list_display = ["id", "name", "project", "key", "swatch", "order", "is_active"]
     list_filter = ["is_active"]
     search_fields = ["name", "project__name"]
-    raw_id_fields = ["project"]
+    # Read-only here: renames, merges and splits go through the Classes page or the
+    # API, which keep the taxonomy log and the labels consistent.
+    readonly_fields = ["project", "name", "color", "key", "order", "is_active", "parent"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
     @admin.display(description="colour")
     def swatch(self, obj: LabelClass):
@@ -55,7 +69,7 @@ class AnnotationInline(admin.TabularInline):
     fk_name = "image"
     extra = 0
     can_delete = False
-    fields = ["created_at", "label_class", "annotator", "is_current", "reverts"]
+    fields = ["created_at", "label_class", "action", "annotator", "is_current", "reverts"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -108,4 +122,17 @@ class AnnotationAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(TaxonomyChange)
+class TaxonomyChangeAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "project", "actor", "kind", "summary"]
+    list_filter = ["kind"]
+    readonly_fields = ["project", "actor", "created_at", "kind", "summary", "details"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -33,3 +33,14 @@ def test_label_history_cannot_be_edited_in_admin(admin_client_, images, classes,
     assert (
         admin_client_.post(f"/admin/labeling/annotation/{annotation.pk}/delete/").status_code == 403
     )
+
+
+def test_classes_change_only_where_the_taxonomy_log_sees_it(admin_client_, project, classes):
+    from labeling.models import LabelClass
+
+    assert admin_client_.get("/admin/labeling/taxonomychange/").status_code == 200
+    page = admin_client_.get(f"/admin/labeling/labelclass/{classes[0].pk}/change/")
+    assert page.status_code == 200 and b'name="name"' not in page.content
+    admin_client_.post(f"/admin/labeling/labelclass/{classes[0].pk}/change/", {"name": "renamed"})
+    assert LabelClass.objects.get(pk=classes[0].pk).name == "cat"
+    assert admin_client_.get("/admin/labeling/labelclass/add/").status_code == 403
