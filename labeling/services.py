@@ -154,7 +154,7 @@ def label_class_create(
     name = (name or "").strip()
     if existing.annotate(lname=Lower("name")).filter(lname=name.lower()).exists():
         raise ValidationError({"name": f"A class named {name!r} already exists."})
-    used_keys = set(existing.filter(is_active=True).values_list("key", flat=True))
+    used_keys = _used_keys(project)
     if key is None:
         key = _free_key(project) if is_active else ""
     elif key and key.lower() in used_keys:
@@ -181,9 +181,7 @@ def label_class_create(
 
 
 def _free_key(project: Project) -> str:
-    used = set(
-        LabelClass.objects.filter(project=project, is_active=True).values_list("key", flat=True)
-    )
+    used = _used_keys(project)
     return next((k for k in CLASS_KEYS if k not in used), "")
 
 
