@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev lint demo-data services
+.PHONY: run test install install-dev lint demo-data services bench-load
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ services:
 
 demo-data:
 	scripts/test-services.sh >/dev/null
+
+# 50 annotators against 100,000 images on the local PostgreSQL (see README, Benchmarks).
+bench-load: $(VENV)/.installed-run
+	@url=$$(scripts/test-services.sh) && \
+	DATABASE_URL=$$url $(BIN)/python manage.py migrate --noinput --verbosity 0 && \
+	DATABASE_URL=$$url $(BIN)/python manage.py bench_load --json bench_load.json $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

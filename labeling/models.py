@@ -172,6 +172,25 @@ class Image(models.Model):
             models.Index(fields=["project", "label", "created_at", "id"], name="image_queue"),
             models.Index(fields=["project", "label", "priority"], name="image_queue_priority"),
             models.Index(fields=["project", "label", "draw"], name="image_queue_holdout"),
+            # The queue's picks walk these in order and stop at the first free image.
+            models.Index(
+                fields=["project", "-priority", "created_at", "id"],
+                condition=Q(label__isnull=True),
+                name="image_queue_next",
+            ),
+            models.Index(
+                fields=["project", "draw", "id"],
+                condition=Q(label__isnull=True),
+                name="image_queue_next_holdout",
+            ),
+            models.Index(
+                fields=["project", "id"], condition=Q(needs_relabel=True), name="image_relabel"
+            ),
+            models.Index(
+                fields=["project", "reserved_until"],
+                condition=Q(reserved_until__isnull=False),
+                name="image_reserved",
+            ),
         ]
 
     def __str__(self) -> str:
