@@ -10,6 +10,8 @@ urlpatterns = [
     path("projects/<int:project_id>/model/retrain/", views.retrain, name="retrain"),
     path("projects/<int:project_id>/model/settings/", views.settings_update, name="settings"),
     path("projects/<int:project_id>/splits/<int:split_id>/", views.split_page, name="split"),
+    path("projects/<int:project_id>/export/", views.project_export, name="export"),
+    path("projects/import/", views.project_import, name="import"),
     path(
         "projects/<int:project_id>/splits/<int:split_id>/<slug:step>/",
         views.split_step,

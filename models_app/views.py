@@ -14,7 +14,8 @@ from labeling import access
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
 from labeling.models import ClassSplit, Image, LabelClass
-from models_app import charts, selectors, services
+from models_app import archive, charts, selectors, services
+from models_app.api.views import export_response
 from models_app.models import LearnerSettings, ModelVersion
 
 TEMPLATE = "models_app/dashboard.html"
@@ -188,3 +189,31 @@ def split_step(request: HttpRequest, project_id: int, split_id: int, step: str) 
     else:
         raise Http404("No such step.")
     return redirect("models_app:split", project_id=project_id, split_id=split_id)
+
+
+# --- export and import -----------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    return export_response(project)
+
+
+@login_required
+@require_POST
+def project_import(request: HttpRequest) -> HttpResponse:
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, "Choose a zip that labelloop exported.")
+        return redirect("labeling:project-list")
+    try:
+        project = archive.project_import(
+            archive=upload, user=request.user, name=request.POST.get("name") or None
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("labeling:project-list")
+    messages.success(request, f"Imported {project.name}.")
+    return redirect("labeling:project-detail", project_id=project.pk)

@@ -9,6 +9,10 @@ urlpatterns = [
         name="model-version-list",
     ),
     path("projects/<int:project_id>/model/retrain/", views.RetrainApi.as_view(), name="retrain"),
+    path("projects/import/", views.ProjectImportApi.as_view(), name="project-import"),
+    path(
+        "projects/<int:project_id>/export/", views.ProjectExportApi.as_view(), name="project-export"
+    ),
     path(
         "projects/<int:project_id>/splits/<int:split_id>/suggest/",
         views.SplitSuggestApi.as_view(),
