@@ -132,6 +132,23 @@ STORAGES = {
 # project membership.
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 MEDIA_URL = "/media-not-public/"
+# Media on S3-compatible storage (AWS, MinIO, Ceph...) through django-storages when a
+# bucket is named; the files stay private (signed reads, through the same views).
+_s3_bucket = env_str("MEDIA_S3_BUCKET", "")
+if _s3_bucket:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _s3_bucket,
+            "endpoint_url": env_str("MEDIA_S3_ENDPOINT_URL", "") or None,
+            "region_name": env_str("MEDIA_S3_REGION", "") or None,
+            "access_key": env_str("MEDIA_S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("MEDIA_S3_SECRET_ACCESS_KEY", "") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "labeling:project-list"
@@ -210,13 +227,19 @@ SPECTACULAR_SETTINGS = {
 
 Q_CLUSTER = {
     "name": "labelloop",
-    "orm": "default",
     "workers": env_int("Q_WORKERS", 1, minimum=1),
     "timeout": env_int("Q_TIMEOUT", 1800, minimum=10),
     "retry": env_int("Q_RETRY", 1900, minimum=20),
     "max_attempts": 3,
     "catch_up": False,
 }
+# The task broker: the database (the default, nothing else to run) or, for many workers
+# on many machines, Redis.
+_redis_url = env_str("REDIS_URL", "")
+if _redis_url:
+    Q_CLUSTER["redis"] = _redis_url
+else:
+    Q_CLUSTER["orm"] = "default"
 
 LOGGING = {
     "version": 1,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make the test suite's services ready, installing from Debian what is missing:
-# PostgreSQL (started, with a role and database for the tests), Chromium and the
-# Fashion-MNIST files. Prints the DATABASE_URL to use on stdout; progress on stderr.
+# PostgreSQL (started, with a role and database for the tests), Chromium, the
+# Fashion-MNIST files and redis-server (the Redis broker tests start their own). Prints the DATABASE_URL to use on stdout; progress on stderr.
 set -euo pipefail
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
@@ -10,6 +10,7 @@ missing=()
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian" >&2
   as_root apt-get update -qq >&2

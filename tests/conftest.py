@@ -95,9 +95,8 @@ def roles():
     return Membership.Role
 
 
-@pytest.fixture
-def worker(transactional_db, media_root):
-    """A real django-q2 worker process on the test database and media folder."""
+def qcluster_start(media_root, name: str = "qcluster", **env_extra) -> subprocess.Popen:
+    """A real django-q2 cluster process on the test database and media folder."""
     db = connection.settings_dict
     host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     url = f"postgres://{db['USER']}:{db['PASSWORD']}@{host}/{db['NAME']}"
@@ -107,9 +106,10 @@ def worker(transactional_db, media_root):
         "MEDIA_ROOT": str(media_root),
         "Q_WORKERS": "1",
         "LOG_LEVEL": "WARNING",
+        **env_extra,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    log = open(media_root.parent / "qcluster.log", "w+")  # noqa: SIM115 - read in teardown
+    log = open(media_root.parent / f"{name}.log", "w+")  # noqa: SIM115 - read in qcluster_stop
     process = subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"],
         cwd=ROOT,
@@ -118,14 +118,25 @@ def worker(transactional_db, media_root):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    yield process
+    process.log = log
+    return process
+
+
+def qcluster_stop(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGINT)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-    log.seek(0)
-    print(log.read()[-3000:])
+    process.log.seek(0)
+    print(process.log.read()[-3000:])
+
+
+@pytest.fixture
+def worker(transactional_db, media_root):
+    process = qcluster_start(media_root)
+    yield process
+    qcluster_stop(process)
 
 
 @pytest.fixture(scope="session")
