@@ -76,3 +76,22 @@ def test_two_workers_embed_every_image_exactly_once(
     tasks = Task.objects.filter(func="models_app.tasks.embed_chunk")
     # Each task reports how many vectors it computed: 24 in all, so none twice.
     assert sum(task.result for task in tasks) == 24 and all(task.success for task in tasks)
+
+
+def test_concurrent_requests_queue_one_training_per_project(transactional_db, project, owner):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    from models_app.models import ModelVersion
+
+    def request(_):
+        try:
+            return services.model_version_request(project=project, trigger="api").pk
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = set(pool.map(request, range(16)))
+    assert len(ids) == 1
+    assert ModelVersion.objects.filter(project=project).count() == 1
