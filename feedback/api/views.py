@@ -4,14 +4,14 @@ the mistakes review."""
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.pagination import Pagination
+from config.pagination import Pagination, paginated
 from feedback import selectors, services
 from feedback.access import prediction_access
 from feedback.models import LabelScore, Prediction, ReviewScan
@@ -78,7 +78,8 @@ class PredictionListApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("status", str, enum=Prediction.Status.values)],
-        responses=PredictionOutput(many=True),
+        responses=paginated(PredictionOutput),
+        operation_id="v1_projects_predictions_list",
     )
     def get(self, request: Request, project_id: int) -> Response:
         project = access.project_access(user=request.user, project_id=project_id)
@@ -94,7 +95,13 @@ class PredictionListApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": PredictInput},
-        responses={200: PredictOutput, 202: PredictOutput, 400: PredictOutput},
+        responses={
+            200: PredictOutput,
+            202: PredictOutput,
+            400: OpenApiResponse(
+                description="No file, a bad top_k, no model yet, or every file refused."
+            ),
+        },
         description="Predict one or many images with the active model. Every image is "
         "kept (source feedback). 200 when all are answered; 202 when the worker has not "
         "answered within the wait (poll the predictions); 400 when no file was usable.",
@@ -102,7 +109,11 @@ class PredictionListApi(APIView):
     def post(self, request: Request, project_id: int) -> Response:
         project = access.project_access(user=request.user, project_id=project_id)
         data = _valid(
-            PredictInput, {**request.data.dict(), "files": request.FILES.getlist("files")}
+            PredictInput,
+            {
+                **{k: v for k, v in request.data.items() if k != "files"},
+                "files": request.FILES.getlist("files"),
+            },
         )
         batch = services.predictions_request(
             project=project, files=data["files"], user=request.user, top_k=data["top_k"]
@@ -194,7 +205,8 @@ class ReviewScanOutput(serializers.ModelSerializer):
 
 class MistakeListApi(APIView):
     @extend_schema(
-        responses=LabelScoreOutput(many=True),
+        responses=paginated(LabelScoreOutput),
+        operation_id="v1_projects_review_mistakes_list",
         description="Labels the out-of-sample model confidently disputes, most suspect first.",
     )
     def get(self, request: Request, project_id: int) -> Response:

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.pagination import Pagination
+from config.pagination import Pagination, paginated
 from labeling import access, selectors, services
 from labeling.api.serializers import (
     AnnotationOutput,
@@ -192,7 +192,9 @@ class TaxonomyChangeOutput(serializers.Serializer):
 
 
 class TaxonomyHistoryApi(APIView):
-    @extend_schema(responses=TaxonomyChangeOutput(many=True))
+    @extend_schema(
+        responses=paginated(TaxonomyChangeOutput), operation_id="v1_projects_classes_history_list"
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project = access.project_access(user=request.user, project_id=project_id)
         paginator = Pagination()
@@ -384,7 +386,8 @@ class ImageListApi(APIView):
             OpenApiParameter("page", int),
             OpenApiParameter("page_size", int, description="At most 500."),
         ],
-        responses=ImageOutput(many=True),
+        responses=paginated(ImageOutput),
+        operation_id="v1_projects_images_list",
     )
     def get(self, request: Request, project_id: int) -> Response:
         project = access.project_access(user=request.user, project_id=project_id)
@@ -397,7 +400,13 @@ class ImageListApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": UploadInput},
-        responses={201: UploadOutput, 200: UploadOutput, 400: UploadOutput},
+        responses={
+            201: UploadOutput,
+            200: UploadOutput,
+            400: OpenApiResponse(
+                description="No file given (field errors), or every file refused (UploadOutput)."
+            ),
+        },
         description="Upload images or zips (folders are class names). Every file is "
         "reported on; good files are kept even when others in the batch are refused.",
     )

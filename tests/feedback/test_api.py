@@ -65,6 +65,8 @@ def test_without_a_worker_the_answer_is_202_and_can_be_polled(
 def test_bad_requests_get_clear_errors(trained, project, annotator, api, new_uploads, classes=None):
     url = f"/api/v1/projects/{project.pk}/predictions/"
     assert api(annotator).post(url, {}, format="multipart").status_code == 400
+    # Found by the schema fuzzer: a body that is not a form was a server error.
+    assert api(annotator).post(url).status_code == 400
     bad_k = api(annotator).post(
         url, {"files": [new_uploads(1, names=["Bag"])[0][0]], "top_k": "0"}, format="multipart"
     )
