@@ -140,14 +140,7 @@ def _image_path(image: Image, *, classes_by_id: dict) -> str:
 def _version_document(version: ModelVersion, ref) -> dict:
     # Class ids inside the metrics become refs too, so the file is the same after a
     # round trip.
-    metrics = dict(version.metrics)
-    if "classes" in metrics:
-        metrics["classes"] = [ref(pk) for pk in metrics["classes"]]
-    if "test_parents" in metrics:
-        metrics["test_parents"] = {
-            **metrics["test_parents"],
-            "classes": [ref(pk) for pk in metrics["test_parents"]["classes"]],
-        }
+    metrics = _metric_classes(version.metrics, ref)
     return {
         "number": version.number,
         "status": version.status,
@@ -166,6 +159,18 @@ def _version_document(version: ModelVersion, ref) -> dict:
         "finished_at": _stamp(version.finished_at),
         "duration_seconds": version.duration_seconds,
     }
+
+
+def _metric_classes(metrics: dict, convert) -> dict:
+    """The metrics with the class lists inside them (`classes`, `test_parents.classes`)
+    passed through `convert` (id to ref, or back)."""
+    metrics = dict(metrics)
+    if "classes" in metrics:
+        metrics["classes"] = [convert(c) for c in metrics["classes"]]
+    if "test_parents" in metrics:
+        parents = metrics["test_parents"]
+        metrics["test_parents"] = {**parents, "classes": [convert(c) for c in parents["classes"]]}
+    return metrics
 
 
 def project_export(*, project: Project, out: BinaryIO) -> None:
@@ -390,14 +395,7 @@ def _versions(project, rows, classes) -> None:
         return classes[ref].pk if ref is not None else None
 
     for row in rows:
-        metrics = dict(row["metrics"])
-        if "classes" in metrics:
-            metrics["classes"] = [pk(r) for r in metrics["classes"]]
-        if "test_parents" in metrics:
-            metrics["test_parents"] = {
-                **metrics["test_parents"],
-                "classes": [pk(r) for r in metrics["test_parents"]["classes"]],
-            }
+        metrics = _metric_classes(row["metrics"], pk)
         version = ModelVersion.objects.create(
             project=project,
             number=row["number"],
