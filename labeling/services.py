@@ -459,18 +459,16 @@ def _image_store(
     label_class: LabelClass | None,
     in_queue: bool = True,
 ) -> FileResult:
-    base = f"projects/{project.pk}"
-    stem = decoded.content_hash[:32]
     stored: list[str] = []
     try:
-        file_name = default_storage.save(
-            f"{base}/images/{stem[:2]}/{stem}.{decoded.extension}", ContentFile(decoded.content)
+        file_name, thumb_name = image_files_save(
+            project=project,
+            content_hash=decoded.content_hash,
+            extension=decoded.extension,
+            content=decoded.content,
+            thumbnail=decoded.thumbnail,
+            stored=stored,
         )
-        stored.append(file_name)
-        thumb_name = default_storage.save(
-            f"{base}/thumbnails/{stem[:2]}/{stem}.jpg", ContentFile(decoded.thumbnail)
-        )
-        stored.append(thumb_name)
         with transaction.atomic():
             image = Image.objects.create(
                 project=project,
@@ -498,6 +496,31 @@ def _image_store(
         _files_delete(stored)
         raise
     return FileResult(name=name, status="created", message="Added.", image_id=image.pk)
+
+
+def image_files_save(
+    *,
+    project: Project,
+    content_hash: str,
+    extension: str,
+    content: bytes,
+    thumbnail: bytes,
+    stored: list[str],
+) -> tuple[str, str]:
+    """Store an image's file and its thumbnail where the project keeps them; returns
+    their storage names, and appends each to `stored` as soon as it exists, so a caller
+    that fails later can delete them."""
+    base = f"projects/{project.pk}"
+    stem = content_hash[:32]
+    file_name = default_storage.save(
+        f"{base}/images/{stem[:2]}/{stem}.{extension}", ContentFile(content)
+    )
+    stored.append(file_name)
+    thumb_name = default_storage.save(
+        f"{base}/thumbnails/{stem[:2]}/{stem}.jpg", ContentFile(thumbnail)
+    )
+    stored.append(thumb_name)
+    return file_name, thumb_name
 
 
 def _files_delete(names: Sequence[str]) -> None:

@@ -25,14 +25,13 @@ from typing import BinaryIO
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from labeling.ingest import RejectedFile, image_decode
 from labeling.models import Annotation, Image, LabelClass, Project, TaxonomyChange
-from labeling.services import project_create, upload_limits
+from labeling.services import image_files_save, project_create, upload_limits
 from models_app.models import ModelVersion
 
 FORMAT = "labelloop-project"
@@ -326,17 +325,14 @@ def _images(project, zipped, rows, classes, user, limits, stored) -> dict[int, I
             decoded = image_decode(data, limits=limits)
         except RejectedFile as rejected:
             raise ValidationError(f"{row['file']}: {rejected.message}") from None
-        stem = row["content_hash"][:32]
-        base = f"projects/{project.pk}"
-        extension = row["file"].rsplit(".", 1)[-1]
-        file_name = default_storage.save(
-            f"{base}/images/{stem[:2]}/{stem}.{extension}", ContentFile(data)
+        file_name, thumb = image_files_save(
+            project=project,
+            content_hash=row["content_hash"],
+            extension=row["file"].rsplit(".", 1)[-1],
+            content=data,
+            thumbnail=decoded.thumbnail,
+            stored=stored,
         )
-        stored.append(file_name)
-        thumb = default_storage.save(
-            f"{base}/thumbnails/{stem[:2]}/{stem}.jpg", ContentFile(decoded.thumbnail)
-        )
-        stored.append(thumb)
         image = Image.objects.create(
             project=project,
             file=file_name,

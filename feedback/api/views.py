@@ -16,13 +16,7 @@ from feedback import selectors, services
 from feedback.access import prediction_access
 from feedback.models import LabelScore, Prediction, ReviewScan
 from labeling import access
-from labeling.api.serializers import FileResultOutput, ImageOutput
-
-
-def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
+from labeling.api.serializers import FileResultOutput, ImageOutput, validated
 
 
 class ClassScoreOutput(serializers.Serializer):
@@ -108,7 +102,7 @@ class PredictionListApi(APIView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = access.project_access(user=request.user, project_id=project_id)
-        data = _valid(
+        data = validated(
             PredictInput,
             {
                 **{k: v for k, v in request.data.items() if k != "files"},
@@ -158,7 +152,7 @@ class PredictionResolveApi(APIView):
         prediction = prediction_access(
             user=request.user, project_id=project_id, prediction_id=prediction_id
         )
-        class_id = _valid(ResolveInput, request.data).get("label_class")
+        class_id = validated(ResolveInput, request.data).get("label_class")
         label_class = (
             access.label_class_access(user=request.user, project_id=project_id, class_id=class_id)
             if class_id
@@ -245,7 +239,7 @@ class ReviewDecisionApi(APIView):
         image = access.image_access(
             user=request.user, project_id=project_id, image_id=image_id, roles=access.CURATORS
         )
-        data = _valid(ReviewInput, request.data)
+        data = validated(ReviewInput, request.data)
         label_class = (
             access.label_class_access(
                 user=request.user, project_id=project_id, class_id=data["label_class"]

@@ -8,6 +8,13 @@ from rest_framework import serializers
 from labeling.models import Annotation, Image, LabelClass
 
 
+def validated(serializer_class: type[serializers.Serializer], data) -> dict:
+    """The input validated by `serializer_class`; a 400 with field errors otherwise."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
 class LabelClassOutput(serializers.ModelSerializer):
     class Meta:
         model = LabelClass

@@ -19,6 +19,7 @@ from labeling.api.serializers import (
     FileResultOutput,
     ImageOutput,
     LabelClassOutput,
+    validated,
 )
 from labeling.models import ClassSplit, Image, Membership
 from labeling.views import file_response
@@ -44,7 +45,7 @@ class ProjectListApi(APIView):
 
     @extend_schema(request=ProjectInput, responses={201: ProjectOutput})
     def post(self, request: Request) -> Response:
-        data = _valid(ProjectInput, request.data)
+        data = validated(ProjectInput, request.data)
         project = services.project_create(user=request.user, **data)
         return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
 
@@ -66,7 +67,7 @@ class ProjectDetailApi(APIView):
             user=request.user, project_id=project_id, roles=access.OWNERS
         )
         project = services.project_update(
-            project=project, **_valid(ProjectUpdateInput, request.data)
+            project=project, **validated(ProjectUpdateInput, request.data)
         )
         return Response(ProjectOutput(project).data)
 
@@ -93,7 +94,9 @@ class MemberListApi(APIView):
         project = access.project_access(
             user=request.user, project_id=project_id, roles=access.OWNERS
         )
-        membership = services.membership_set(project=project, **_valid(MemberInput, request.data))
+        membership = services.membership_set(
+            project=project, **validated(MemberInput, request.data)
+        )
         return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
 
 
@@ -110,7 +113,7 @@ class MemberDetailApi(APIView):
         membership = services.membership_set(
             project=membership.project,
             username=membership.user.username,
-            **_valid(MemberRoleInput, request.data),
+            **validated(MemberRoleInput, request.data),
         )
         return Response(MemberOutput(membership).data)
 
@@ -142,7 +145,7 @@ class ClassListApi(APIView):
             user=request.user, project_id=project_id, roles=access.CURATORS
         )
         label_class = services.label_class_create(
-            project=project, actor=request.user, **_valid(ClassInput, request.data)
+            project=project, actor=request.user, **validated(ClassInput, request.data)
         )
         return Response(LabelClassOutput(label_class).data, status=status.HTTP_201_CREATED)
 
@@ -171,7 +174,7 @@ class ClassDetailApi(APIView):
         label_class = access.label_class_access(
             user=request.user, project_id=project_id, class_id=class_id, roles=access.CURATORS
         )
-        changes = _valid(ClassUpdateInput, request.data)
+        changes = validated(ClassUpdateInput, request.data)
         if changes.get("parent"):
             changes["parent"] = access.label_class_access(
                 user=request.user, project_id=project_id, class_id=changes["parent"]
@@ -224,7 +227,7 @@ class MergeApi(APIView):
         project = access.project_access(
             user=request.user, project_id=project_id, roles=access.CURATORS
         )
-        data = _valid(MergeInput, request.data)
+        data = validated(MergeInput, request.data)
         classes = [
             access.label_class_access(user=request.user, project_id=project_id, class_id=pk)
             for pk in data["classes"]
@@ -289,7 +292,7 @@ class SplitStartApi(APIView):
         )
         split = services.label_class_split_start(
             label_class=label_class,
-            names=_valid(SplitStartInput, request.data)["names"],
+            names=validated(SplitStartInput, request.data)["names"],
             actor=request.user,
         )
         return Response(split_output(split), status=status.HTTP_201_CREATED)
@@ -315,7 +318,7 @@ class SplitAssignApi(APIView):
     )
     def post(self, request: Request, project_id: int, split_id: int) -> Response:
         split = split_access(user=request.user, project_id=project_id, split_id=split_id)
-        data = _valid(SplitAssignInput, request.data)
+        data = validated(SplitAssignInput, request.data)
         label_class = access.label_class_access(
             user=request.user, project_id=project_id, class_id=data["label_class"]
         )
@@ -334,7 +337,7 @@ class SplitAcceptApi(APIView):
     @extend_schema(request=SplitAcceptInput, responses=SplitOutput)
     def post(self, request: Request, project_id: int, split_id: int) -> Response:
         split = split_access(user=request.user, project_id=project_id, split_id=split_id)
-        data = _valid(SplitAcceptInput, request.data)
+        data = validated(SplitAcceptInput, request.data)
         services.split_accept(
             split=split, min_confidence=data["min_confidence"], image_ids=data.get("images")
         )
@@ -414,7 +417,7 @@ class ImageListApi(APIView):
         project = access.project_access(
             user=request.user, project_id=project_id, roles=access.CURATORS
         )
-        files = _valid(UploadInput, {"files": request.FILES.getlist("files")})["files"]
+        files = validated(UploadInput, {"files": request.FILES.getlist("files")})["files"]
         results = services.images_ingest(project=project, files=files, user=request.user)
         tally = {
             s: sum(r.status == s for r in results) for s in ("created", "duplicate", "rejected")
@@ -471,7 +474,7 @@ class AnnotationListApi(APIView):
         image = access.image_access(
             user=request.user, project_id=project_id, image_id=image_id, roles=access.LABELERS
         )
-        class_id = _valid(AnnotationInput, request.data)["label_class"]
+        class_id = validated(AnnotationInput, request.data)["label_class"]
         label_class = access.label_class_access(
             user=request.user, project_id=project_id, class_id=class_id
         )
@@ -511,9 +514,3 @@ class QueueNextApi(APIView):
         if not images:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(ImageOutput(images[0], context={"request": request}).data)
-
-
-def _valid(serializer_class: type[serializers.Serializer], data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return dict(serializer.validated_data)
