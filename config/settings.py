@@ -179,6 +179,10 @@ LEARNER = {
     "EMBED_BATCH": env_int("LEARNER_EMBED_BATCH", 32, minimum=1),
     # Images per embedding task, so that several workers share the work.
     "EMBED_CHUNK": env_int("LEARNER_EMBED_CHUNK", 256, minimum=1),
+    # Embedding chunks queued or running at once (each finished chunk enqueues the
+    # next), so interactive work never waits behind a whole upload. Default: one per
+    # worker process of a `qcluster`; raise it when several machines run workers.
+    "EMBED_TASKS": env_int("LEARNER_EMBED_TASKS", env_int("Q_WORKERS", 1, minimum=1), minimum=1),
     # A claim on an image older than this is presumed lost with its worker.
     "CLAIM_SECONDS": env_int("LEARNER_CLAIM_SECONDS", 1800, minimum=60),
 }

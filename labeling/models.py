@@ -174,9 +174,12 @@ class Image(models.Model):
             models.Index(fields=["project", "label", "draw"], name="image_queue_holdout"),
             # The queue's picks walk these in order and stop at the first free image.
             models.Index(
-                fields=["project", "-priority", "created_at", "id"],
+                # Equal priorities (no ranking yet) fall back to the hash draw: a random
+                # order, never upload order (a folder sorted by class would serve one
+                # class for hundreds of images).
+                fields=["project", "-priority", "draw", "id"],
                 condition=Q(label__isnull=True),
-                name="image_queue_next",
+                name="image_queue_next_draw",
             ),
             models.Index(
                 fields=["project", "draw", "id"],

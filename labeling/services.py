@@ -22,6 +22,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from labeling.ingest import (
     DecodedImage,
@@ -317,6 +318,46 @@ def images_ingest(
     """
     limits = upload_limits()
     results: list[FileResult] = []
+    try:
+        _images_ingest_each(
+            project=project,
+            files=files,
+            user=user,
+            source=source,
+            label_class=label_class,
+            in_queue=in_queue,
+            limits=limits,
+            results=results,
+        )
+    finally:
+        if any(result.status == "created" for result in results):
+            images_embedding_request(project=project)
+    return results
+
+
+def images_embedding_request(*, project: Project) -> None:
+    """Ask the learner to embed the project's new images as soon as the caller's
+    transaction commits (at once outside one), not at the next schedule tick: until the
+    embeddings exist the queue has no ranking. labeling names the learner's task by its
+    path and does not import models_app (labeling <- models_app <- feedback)."""
+    transaction.on_commit(
+        lambda: async_task(
+            "models_app.tasks.embed_project", project.pk, task_name=f"embed project {project.pk}"
+        )
+    )
+
+
+def _images_ingest_each(
+    *,
+    project: Project,
+    files: Iterable[Upload],
+    user: AbstractBaseUser | None,
+    source: str,
+    label_class: LabelClass | None,
+    in_queue: bool,
+    limits: Limits,
+    results: list[FileResult],
+) -> None:
     for upload in files:
         name = upload.name or "unnamed"
         if name.lower().endswith(".zip"):
@@ -339,7 +380,6 @@ def images_ingest(
                 in_queue=in_queue,
             )
         )
-    return results
 
 
 def _rejected(name: str, message: str) -> FileResult:
@@ -1118,8 +1158,9 @@ def queue_reserve(
     further slot goes to a held-out image (`Image.draw` below test + val fraction), in
     random order, while held-out images are less than that fraction of the labeled and
     reserved ones, so validation and test labels stay an unbiased sample at a set rate;
-    otherwise to the image the query strategy ranks highest (`Image.priority`). When
-    one kind runs out the other is served.
+    otherwise to the image the query strategy ranks highest (`Image.priority`), ties
+    (and every image while no ranking exists yet) in hash-draw order, a random one,
+    never upload order. When one kind runs out the other is served.
 
     Rows are taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent callers
     never get the same image. On SQLite, whose IMMEDIATE transactions admit one writer
@@ -1134,11 +1175,13 @@ def queue_reserve(
     relabel = Image.objects.filter(
         project=project, needs_relabel=True, status=Image.Status.ACTIVE
     ).exclude(pk__in=exclude_ids)
+    # Held images in the order they were served (their reservations end a microsecond
+    # apart, see below), so a reload shows the image that was on the screen.
     images = list(
         (pending | relabel)
         .select_for_update()
         .filter(reserved_by=user, reserved_until__gt=now)
-        .order_by("created_at", "id")[:count]
+        .order_by("reserved_until", "id")[:count]
     )
     # Images left without a class by a split come before anything else.
     free_relabel = relabel.filter(Q(reserved_until__isnull=True) | Q(reserved_until__lte=now))
@@ -1163,7 +1206,7 @@ def queue_reserve(
     free = pending.filter(Q(reserved_until__isnull=True) | Q(reserved_until__lte=now))
     kinds = {
         True: free.filter(draw__lt=rate).order_by("draw", "id"),
-        False: free.filter(draw__gte=rate).order_by("-priority", "created_at", "id"),
+        False: free.filter(draw__gte=rate).order_by("-priority", "draw", "id"),
     }
     while len(images) < count:
         holdout = totals["holdout"] < rate * (totals["all"] + 1)
@@ -1182,12 +1225,10 @@ def queue_reserve(
         else:
             break
     until = now + _reservation()
-    Image.objects.filter(pk__in=[image.pk for image in images]).update(
-        reserved_by=user, reserved_until=until
-    )
-    for image in images:
+    for position, image in enumerate(images):
         image.reserved_by = user
-        image.reserved_until = until
+        image.reserved_until = until + timedelta(microseconds=position)
+    Image.objects.bulk_update(images, ["reserved_by", "reserved_until"])
     return images
 
 

@@ -131,14 +131,47 @@ def _embedding_rows_create(*, project: Project | None) -> None:
     )
 
 
+def embeddings_in_flight() -> int:
+    """How many embedding chunks are claimed and not finished (each claim stamps its
+    rows with one time); stale claims, whose worker died, do not count."""
+    stale = timezone.now() - timedelta(seconds=settings.LEARNER["CLAIM_SECONDS"])
+    return (
+        Embedding.objects.filter(
+            backbone=backbone_key(), vector__isnull=True, claimed_at__gte=stale
+        )
+        .values("claimed_at")
+        .distinct()
+        .count()
+    )
+
+
 def embeddings_dispatch(*, project: Project | None = None) -> int:
-    """Split every image still lacking an embedding into chunks and enqueue a task per
-    chunk. Safe to call often and from several places. Returns how many tasks."""
+    """Start embedding the images still lacking an embedding (of `project` first, then
+    of any project), without flooding the task queue: at most EMBED_TASKS chunks are
+    queued or running at once, and each finished chunk enqueues the next
+    (`embeddings_continue`). A retrain, a prediction or a review scan asked for
+    meanwhile so waits behind a few chunks, not behind every image of a large upload.
+    Safe to call often and from several places. Returns how many tasks it enqueued."""
     tasks = 0
-    while ids := embeddings_claim(limit=settings.LEARNER["EMBED_CHUNK"], project=project):
+    while embeddings_in_flight() < settings.LEARNER["EMBED_TASKS"]:
+        ids = embeddings_claim(limit=settings.LEARNER["EMBED_CHUNK"], project=project)
+        if not ids and project is not None:
+            ids = embeddings_claim(limit=settings.LEARNER["EMBED_CHUNK"])
+        if not ids:
+            break
         async_task("models_app.tasks.embed_chunk", ids, task_name=f"embed {ids[0]}+{len(ids)}")
         tasks += 1
     return tasks
+
+
+def embeddings_continue() -> int:
+    """After a chunk: claim and enqueue the next one, oldest images first (so projects
+    are served in the order they uploaded). Returns 1 if it enqueued a chunk."""
+    ids = embeddings_claim(limit=settings.LEARNER["EMBED_CHUNK"])
+    if not ids:
+        return 0
+    async_task("models_app.tasks.embed_chunk", ids, task_name=f"embed {ids[0]}+{len(ids)}")
+    return 1
 
 
 def embeddings_compute(*, embedding_ids: list[int]) -> int:

@@ -8,12 +8,22 @@ from models_app.models import ModelVersion
 
 
 def embed_chunk(embedding_ids: list[int]) -> int:
-    """Embed a chunk; a project whose images are now all embedded has its queue ranked
-    again, so new images take their place in it (the cold start while no model exists)."""
-    computed = services.embeddings_compute(embedding_ids=embedding_ids)
+    """Embed a chunk, then enqueue the next one; a project whose images are now all
+    embedded has its queue ranked again, so new images take their place in it (the cold
+    start while no model exists)."""
+    try:
+        computed = services.embeddings_compute(embedding_ids=embedding_ids)
+    finally:
+        services.embeddings_continue()
     for project in selectors.projects_fully_embedded(embedding_ids=embedding_ids):
         services.queue_rerank(project=project)
     return computed
+
+
+def embed_project(project_id: int) -> int:
+    """Enqueued on an upload's commit: start embedding its images now."""
+    project = Project.objects.filter(pk=project_id).first()
+    return services.embeddings_dispatch(project=project) if project else 0
 
 
 def rerank_project(project_id: int) -> int:

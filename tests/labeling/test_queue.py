@@ -28,11 +28,39 @@ def _prioritise(project, images, priorities):
     )
 
 
-def test_unranked_images_are_served_in_upload_order(project, images, classes, annotator):
+def test_unranked_images_are_served_in_random_order_never_upload_order(
+    project, classes, owner, annotator
+):
+    """Before embeddings and a ranking exist, a folder uploaded sorted by class must not
+    be served one class at a time: the hash draw orders the queue."""
     _no_holdout(project)
-    services.annotation_create(image=images[0], label_class=classes[0], annotator=annotator)
-    served = services.queue_reserve(project=project, user=annotator, count=2)
-    assert served == images[1:3]
+    images = add_images(project, owner, 60)
+    served = []
+    for _ in range(20):
+        [image] = services.queue_reserve(project=project, user=annotator, count=1)
+        services.annotation_create(image=image, label_class=classes[0], annotator=annotator)
+        served.append(image)
+    assert [i.pk for i in served] == [i.pk for i in sorted(images, key=lambda i: i.draw)[:20]]
+    # Upload order would serve images 0..19; a random third of them is what a draw gives.
+    first_uploaded = {i.pk for i in images[:20]}
+    assert len(first_uploaded & {i.pk for i in served}) < 14
+
+
+def test_a_reload_shows_the_image_that_was_on_screen_not_the_earlier_upload(
+    project, classes, owner, annotator
+):
+    _no_holdout(project)
+    add_images(project, owner, 6)
+    current, preloaded = services.queue_reserve(project=project, user=annotator, count=2)
+    # Make the preloaded image the older upload: held images used to come back in
+    # upload order, so a reload swapped them.
+    Image.objects.filter(pk=preloaded.pk).update(created_at=current.created_at - timedelta(days=1))
+    again = services.queue_reserve(project=project, user=annotator, count=2)
+    assert again == [current, preloaded]
+    # Labeling the current one moves the preloaded one to the screen, in that order.
+    services.annotation_create(image=current, label_class=classes[0], annotator=annotator)
+    after = services.queue_reserve(project=project, user=annotator, count=2)
+    assert after[0] == preloaded and after[1] not in (current, preloaded)
 
 
 def test_the_queue_serves_the_highest_priority_first(project, images, annotator):

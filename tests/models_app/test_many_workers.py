@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import pytest
-from django.test import override_settings
 from django_q.conf import Conf
 from django_q.models import Task
 
@@ -57,11 +56,12 @@ def broker(request, monkeypatch):
 def test_two_workers_embed_every_image_exactly_once(
     broker, transactional_db, media_root, project, owner
 ):
-    add_images(project, owner, 24)
-    workers = [qcluster_start(media_root, f"qcluster-{i}", **broker) for i in range(2)]
+    # The upload itself enqueues the embedding (on commit); the workers then pass
+    # chunks of 3 along, two in flight at a time.
+    chunks = {"LEARNER_EMBED_CHUNK": "3", "LEARNER_EMBED_TASKS": "2"}
+    workers = [qcluster_start(media_root, f"qcluster-{i}", **broker, **chunks) for i in range(2)]
     try:
-        with override_settings(LEARNER={**services.settings.LEARNER, "EMBED_CHUNK": 3}):
-            assert services.embeddings_dispatch(project=project) == 8
+        add_images(project, owner, 24)
         wait_for(
             lambda: (
                 Embedding.objects.filter(image__project=project, vector__isnull=False).count() == 24

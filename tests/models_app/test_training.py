@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.test import Client, override_settings
+from django.test import Client
 
 from labeling import services as labeling_services
 from labeling.datasets import FASHION_MNIST_CLASSES
@@ -32,9 +32,7 @@ def test_a_worker_embeds_trains_and_the_labeling_page_shows_suggestions(
     )
     assert splits == {"train", "val", "test"}
 
-    # Embedding in chunks through the worker, as new images are.
-    with override_settings(LEARNER={**services.settings.LEARNER, "EMBED_CHUNK": 25}):
-        assert services.embeddings_dispatch(project=project) == 3  # 75 images, 25 a task
+    # The uploads enqueued their embedding on commit: no schedule tick, no dispatch.
     wait_for(
         lambda: Embedding.objects.filter(image__project=project, vector__isnull=False).count() == 75
     )
