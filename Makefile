@@ -27,6 +27,7 @@ run: $(VENV)/.installed-run
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py ticks_arm
 	HOST=$(HOST) PORT=$(PORT) scripts/serve.sh
 
 # Installs PostgreSQL, Chromium and Fashion-MNIST from Debian if missing, starts
