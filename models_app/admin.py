@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from labeling.admin import ProjectAdmin
 from labeling.models import Project
@@ -56,9 +57,13 @@ class ProjectWithLearnerAdmin(ProjectAdmin):
     @admin.action(description="Retrain the model")
     def retrain(self, request, queryset):
         for project in queryset:
-            version = services.model_version_request(
-                project=project, trigger=ModelVersion.Trigger.ADMIN, user=request.user
-            )
+            try:
+                version = services.model_version_request(
+                    project=project, trigger=ModelVersion.Trigger.ADMIN, user=request.user
+                )
+            except ValidationError as error:
+                self.message_user(request, f"{project}: {' '.join(error.messages)}", messages.ERROR)
+                continue
             self.message_user(
                 request, f"{project}: v{version.number} {version.status}.", messages.INFO
             )

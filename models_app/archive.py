@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import re
+import uuid
 import zipfile
 from collections.abc import Iterable
 from typing import BinaryIO
@@ -25,14 +26,21 @@ from typing import BinaryIO
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from labeling.ingest import RejectedFile, image_decode
 from labeling.models import Annotation, Image, LabelClass, Project, TaxonomyChange
-from labeling.services import image_files_save, project_create, upload_limits
+from labeling.services import (
+    image_files_save,
+    images_embedding_request,
+    project_create,
+    upload_limits,
+)
 from models_app.models import ModelVersion
+from models_app.services import backbone_key
 
 FORMAT = "labelloop-project"
 VERSION = 1
@@ -157,7 +165,14 @@ def _version_document(version: ModelVersion, ref) -> dict:
         "created_at": _stamp(version.created_at),
         "finished_at": _stamp(version.finished_at),
         "duration_seconds": version.duration_seconds,
+        # The active version's model file travels with it, so the imported project
+        # serves predictions at once; older versions keep their metrics only.
+        "artifact": _artifact_path(version) if version.is_active and version.artifact else None,
     }
+
+
+def _artifact_path(version: ModelVersion) -> str:
+    return f"models/v{version.number}.pt"
 
 
 def _metric_classes(metrics: dict, convert) -> dict:
@@ -200,6 +215,10 @@ def project_export(*, project: Project, out: BinaryIO) -> None:
         for image, row in zip(images, document["images"], strict=True):
             with image.file.open("rb") as f:
                 archive.writestr(row["file"], f.read())
+        for version in ModelVersion.objects.filter(project=project, is_active=True):
+            if version.artifact:
+                with default_storage.open(version.artifact, "rb") as f:
+                    archive.writestr(_artifact_path(version), f.read())
 
 
 def _coco(document: dict, names: dict, parents: dict) -> dict:
@@ -238,9 +257,12 @@ def project_import(
 ) -> Project:
     """Rebuild a project from a zip `project_export` wrote, owned by `user`: classes,
     images (same bytes, hashes and splits), the whole label history (annotators matched
-    by username where such a user exists), the taxonomy log and the finished model
-    versions' metrics (their model files are not exported: none becomes servable).
-    All or nothing: a bad archive raises ValidationError and leaves nothing behind."""
+    by username where such a user exists), the taxonomy log, the finished model
+    versions' metrics and the active version's model file, which serves at once when it
+    was made with this server's backbone (otherwise no version is active and the
+    project needs a retrain: `imported_model_missing` says so). Embedding of the images
+    is requested on commit. All or nothing: a bad archive raises ValidationError and
+    leaves nothing behind."""
     stored: list[str] = []
     try:
         return _import(archive, user, name, stored)
@@ -273,10 +295,21 @@ def _import(archive: BinaryIO, user, name: str | None, stored: list[str]) -> Pro
         images = _images(project, zipped, document["images"], classes, user, limits, stored)
         _annotations(document["annotations"], images, classes, users)
         _taxonomy(project, document["taxonomy"], users)
-        _versions(project, document["model_versions"], classes)
+        _versions(project, zipped, document["model_versions"], classes, stored)
     except (KeyError, TypeError, IndexError) as error:
         raise ValidationError(f"The archive's project.json is incomplete: {error!r}") from None
+    images_embedding_request(project=project)
     return project
+
+
+def imported_model_missing(*, project: Project) -> bool:
+    """Whether an imported project had an active model that could not come with it (an
+    older export, or another backbone): it needs a retrain before it predicts."""
+    versions = ModelVersion.objects.filter(project=project)
+    return (
+        versions.filter(status=ModelVersion.Status.SUCCEEDED).exists()
+        and not versions.filter(is_active=True).exists()
+    )
 
 
 def _users(document: dict) -> dict[str, AbstractBaseUser]:
@@ -386,17 +419,32 @@ def _taxonomy(project, rows, users) -> None:
         )
 
 
-def _versions(project, rows, classes) -> None:
+def _versions(project, zipped, rows, classes, stored) -> None:
     def pk(ref):
         return classes[ref].pk if ref is not None else None
 
     for row in rows:
         metrics = _metric_classes(row["metrics"], pk)
+        artifact = ""
+        # A model of another backbone cannot score this server's embeddings.
+        if row.get("artifact") and row["backbone"] == backbone_key():
+            try:
+                data = zipped.read(row["artifact"])
+            except KeyError:
+                raise ValidationError(
+                    f"The archive names a model file it does not hold ({row['artifact']})."
+                ) from None
+            artifact = default_storage.save(
+                f"models/{project.pk}/v{row['number']}-{uuid.uuid4().hex[:8]}.pt",
+                ContentFile(data),
+            )
+            stored.append(artifact)
         version = ModelVersion.objects.create(
             project=project,
             number=row["number"],
             status=row["status"],
-            is_active=row["is_active"],
+            is_active=row["is_active"] and bool(artifact),
+            artifact=artifact,
             trigger=row["trigger"],
             backbone=row["backbone"],
             head_kind=row["head_kind"],

@@ -94,6 +94,7 @@ class ModelVersion(models.Model):
         BUTTON = "button", "Retrain button"
         ADMIN = "admin", "Admin action"
         AUTO = "auto", "New labels"
+        TAXONOMY = "taxonomy", "Class change"
         API = "api", "REST API"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
@@ -141,6 +142,11 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} v{self.number} ({self.status})"
+
+    @property
+    def task_name(self) -> str:
+        """The name its training task carries in the worker's queue."""
+        return f"train {self.project_id} v{self.number}"
 
     @property
     def accuracy(self) -> float | None:

@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Count, QuerySet
+from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.brokers.orm import ORM as OrmBroker
+from django_q.brokers.redis_broker import Redis as RedisBroker
+from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signing import BadSignature, SignedPackage
 
 from labeling.models import Annotation, Image, LabelClass, Project, TaxonomyChange
 from models_app.models import Embedding, LearnerSettings, ModelVersion
@@ -23,6 +30,32 @@ def model_version_pending(*, project: Project) -> ModelVersion | None:
     return ModelVersion.objects.filter(project=project, status__in=ModelVersion.PENDING).first()
 
 
+def task_queue_position(*, task_name: str) -> int | None:
+    """How many tasks wait in the worker's queue ahead of the task named `task_name`
+    (0: it is next), or None when it is not waiting there (running, done, or a broker
+    this cannot read). Reads the database broker's rows or the Redis list in order."""
+    broker = get_broker()
+    if isinstance(broker, OrmBroker):
+        payloads = (
+            OrmQ.objects.using(Conf.ORM or "default")
+            .filter(key=broker.list_key, lock__lte=timezone.now())
+            .order_by("id")
+            .values_list("payload", flat=True)
+        )
+    elif isinstance(broker, RedisBroker):
+        payloads = broker.connection.lrange(broker.list_key, 0, -1)
+    else:
+        return None
+    for position, payload in enumerate(payloads):
+        try:
+            name = SignedPackage.loads(payload).get("name")
+        except BadSignature:
+            continue
+        if name == task_name:
+            return position
+    return None
+
+
 @dataclass(frozen=True)
 class LearnerStatus:
     images: int
@@ -30,6 +63,13 @@ class LearnerStatus:
     active: ModelVersion | None
     pending: ModelVersion | None
     latest: ModelVersion | None
+
+    @property
+    def pending_queue_position(self) -> int | None:
+        """Tasks ahead of the queued version's training in the worker's queue."""
+        if self.pending is None or self.pending.status != ModelVersion.Status.QUEUED:
+            return None
+        return task_queue_position(task_name=self.pending.task_name)
 
     @property
     def busy(self) -> bool:
@@ -83,6 +123,12 @@ def projects_due_for_training() -> list[Project]:
         if labels.count() >= learner.retrain_every:
             due.append(project)
     return due
+
+
+def projects_reshaped_since_last_version() -> list[Project]:
+    """Projects with a merge, an undone merge or a finished split since their last
+    version was requested, and nothing queued or running."""
+    return _reshaped_since_last_version()
 
 
 def _reshaped_since_last_version() -> list[Project]:
@@ -172,8 +218,14 @@ def merge_hints(*, version: ModelVersion, limit: int = 3, min_rate: float = 0.1)
 
 
 def thin_classes(*, project: Project) -> list[ThinClass]:
-    """Active classes with fewer labels than a task of this many classes needs."""
-    classes = list(LabelClass.objects.filter(project=project, is_active=True))
+    """Classes one labels with (active, and not the parent of active classes: their
+    images are labeled with the children) holding fewer labels than a task of this
+    many classes needs."""
+    classes = list(
+        LabelClass.objects.filter(project=project, is_active=True)
+        .exclude(children__is_active=True)
+        .distinct()
+    )
     needed = labels_needed(len(classes))
     counts = dict(
         Image.objects.filter(project=project, label__in=classes, status=Image.Status.ACTIVE)

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -266,7 +266,9 @@ def model_version_request(
 
     At most one version per project is queued or running: asking again returns that
     one. A running version whose worker is gone (older than the task timeout) is marked
-    failed first, so a crash never blocks retraining for good.
+    failed first, so a crash never blocks retraining for good. A training that cannot
+    succeed (fewer than two active classes with training labels) is refused at once
+    with a ValidationError saying why, instead of failing minutes later in the worker.
     """
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)
@@ -277,6 +279,9 @@ def model_version_request(
             return pending
         if pending:
             _fail(pending, "The worker stopped before the training finished.")
+        blocker = training_blocker(project=project)
+        if blocker:
+            raise ValidationError(blocker)
         number = (project.model_versions.aggregate(n=Max("number"))["n"] or 0) + 1
         learner = learner_settings(project=project)
         version = ModelVersion.objects.create(
@@ -293,10 +298,34 @@ def model_version_request(
             lambda: async_task(
                 "models_app.tasks.train_model_version",
                 version.pk,
-                task_name=f"train {project.pk} v{number}",
+                task_name=version.task_name,
             )
         )
     return version
+
+
+def training_blocker(*, project: Project) -> str | None:
+    """Why a training of `project` cannot succeed now, or None: it needs labeled
+    training images of at least two active classes (the same rule `_dataset` applies)."""
+    counts = dict(
+        Image.objects.filter(
+            project=project,
+            label__is_active=True,
+            split=Image.Split.TRAIN,
+            status=Image.Status.ACTIVE,
+        )
+        .values_list("label__name")
+        .annotate(n=Count("id"))
+    )
+    if len(counts) >= 2:
+        return None
+    if not LabelClass.objects.filter(project=project, is_active=True).exists():
+        return "Nothing to train yet: the project has no classes. Add classes and label images."
+    have = ", ".join(f"{name}: {n}" for name, n in counts.items()) or "none yet"
+    return (
+        "Training needs labeled training images of at least two classes "
+        f"(training labels so far: {have}). Label more images first."
+    )
 
 
 def _is_lost(version: ModelVersion) -> bool:

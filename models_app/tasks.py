@@ -40,8 +40,17 @@ def train_model_version(version_id: int) -> str:
 
 
 def retrain_due_projects() -> int:
-    """Request a version for every project that gathered enough new labels."""
-    due = selectors.projects_due_for_training()
-    for project in due:
-        services.model_version_request(project=project, trigger=ModelVersion.Trigger.AUTO)
-    return len(due)
+    """Request a version for every project due for one, with the trigger that says why
+    (a class change, or new labels). Projects that cannot train yet are left alone
+    rather than given a failed version every minute."""
+    reshaped = set(selectors.projects_reshaped_since_last_version())
+    requested = 0
+    for project in selectors.projects_due_for_training():
+        if services.training_blocker(project=project):
+            continue
+        trigger = (
+            ModelVersion.Trigger.TAXONOMY if project in reshaped else ModelVersion.Trigger.AUTO
+        )
+        services.model_version_request(project=project, trigger=trigger)
+        requested += 1
+    return requested

@@ -28,6 +28,7 @@ def _status_context(request: HttpRequest, project) -> dict:
         "is_owner": role == access.Role.OWNER,
         "status": selectors.learner_status(project=project),
         "can_retrain": role in access.CURATORS,
+        "imported_model_missing": archive.imported_model_missing(project=project),
     }
 
 
@@ -91,9 +92,13 @@ def learner_status(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_POST
 def retrain(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
-    services.model_version_request(
-        project=project, trigger=ModelVersion.Trigger.BUTTON, user=request.user
-    )
+    try:
+        services.model_version_request(
+            project=project, trigger=ModelVersion.Trigger.BUTTON, user=request.user
+        )
+    except ValidationError as error:
+        context = {**_status_context(request, project), "retrain_error": " ".join(error.messages)}
+        return render(request, f"{TEMPLATE}#learner-status", context, status=400)
     return render(request, f"{TEMPLATE}#learner-status", _status_context(request, project))
 
 
@@ -215,5 +220,12 @@ def project_import(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return redirect("labeling:project-list")
-    messages.success(request, f"Imported {project.name}.")
+    if archive.imported_model_missing(project=project):
+        messages.warning(
+            request,
+            f"Imported {project.name}. Its model did not come with it: press Retrain on the "
+            "Model page to train one from its labels.",
+        )
+    else:
+        messages.success(request, f"Imported {project.name}.")
     return redirect("labeling:project-detail", project_id=project.pk)

@@ -79,6 +79,23 @@ def images(project, owner):
     return add_images(project, owner, 6)
 
 
+def training_labels(project, user, classes, start: int = 900) -> list[Image]:
+    """One labeled image of each class in the training split, so that a retrain may be
+    asked for (one that cannot succeed is refused). The split is set outright: which
+    split a label lands in is a hash draw."""
+    images = add_images(project, user, len(classes), start=start)
+    for image, label_class in zip(images, classes, strict=True):
+        services.annotation_create(image=image, label_class=label_class, annotator=user)
+    Image.objects.filter(pk__in=[i.pk for i in images]).update(split=Image.Split.TRAIN)
+    return images
+
+
+@pytest.fixture
+def trainable(project, owner, classes):
+    training_labels(project, owner, classes[:2])
+    return project
+
+
 @pytest.fixture
 def api():
     def client_for(user=None) -> APIClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -9,9 +10,9 @@ from django.db import connections
 from django.test import Client
 
 from labeling import services as labeling_services
-from models_app import selectors, services
+from models_app import selectors, services, tasks
 from models_app.models import Embedding, LearnerSettings, ModelVersion
-from tests.conftest import add_images
+from tests.conftest import add_images, training_labels
 from tests.factories import UserFactory
 from tests.fashion import labeled_project
 
@@ -24,7 +25,7 @@ def logged_in(user) -> Client:
     return client
 
 
-def test_the_retrain_button_queues_a_version_and_shows_progress(project, owner):
+def test_the_retrain_button_queues_a_version_and_shows_progress(trainable, project, owner):
     response = logged_in(owner).post(f"/projects/{project.pk}/model/retrain/", **HTMX)
     assert response.status_code == 200
     version = ModelVersion.objects.get(project=project)
@@ -32,6 +33,34 @@ def test_the_retrain_button_queues_a_version_and_shows_progress(project, owner):
     html = response.content.decode()
     assert "Training v1: queued" in html
     assert 'hx-trigger="every 2s"' in html  # the panel polls until the run is over
+
+
+def test_a_retrain_that_cannot_succeed_is_refused_at_once_with_the_reason(
+    project, owner, reviewer, classes
+):
+    """No classes, or labels of one class only: refused now, not failed in the worker
+    minutes later; nothing is queued."""
+    empty = labeling_services.project_create(name="Empty", user=owner)
+    response = logged_in(owner).post(f"/projects/{empty.pk}/model/retrain/", **HTMX)
+    assert response.status_code == 400
+    assert "no classes" in response.content.decode()
+    training_labels(project, owner, classes[:1])
+    response = logged_in(reviewer).post(f"/api/v1/projects/{project.pk}/model/retrain/")
+    assert response.status_code == 400
+    assert "at least two classes" in str(response.json()) and "cat: 1" in str(response.json())
+    admin = UserFactory(username="support", is_staff=True, is_superuser=True)
+    response = logged_in(admin).post(
+        "/admin/labeling/project/",
+        {"action": "retrain", "_selected_action": [project.pk, empty.pk]},
+        follow=True,
+    )
+    assert "at least two classes" in response.content.decode()
+    assert not ModelVersion.objects.exists()
+    # Automatic retraining skips such a project instead of failing a version a minute.
+    LearnerSettings.objects.create(project=project, retrain_every=1)
+    assert selectors.projects_due_for_training() == [project]
+    assert tasks.retrain_due_projects() == 0
+    assert not ModelVersion.objects.exists()
 
 
 def test_an_annotator_cannot_retrain(project, annotator):
@@ -53,7 +82,7 @@ def test_outsiders_see_nothing_of_the_model(project, outsider):
     assert client.post(f"/api/v1/projects/{project.pk}/model/retrain/").status_code == 404
 
 
-def test_the_api_queues_and_lists_versions(project, reviewer):
+def test_the_api_queues_and_lists_versions(trainable, project, reviewer):
     client = logged_in(reviewer)
     queued = client.post(f"/api/v1/projects/{project.pk}/model/retrain/")
     assert queued.status_code == 202 and queued.json()["trigger"] == "api"
@@ -63,7 +92,7 @@ def test_the_api_queues_and_lists_versions(project, reviewer):
     assert [v["number"] for v in listed] == [1]
 
 
-def test_the_admin_action_queues_a_retrain(project, db):
+def test_the_admin_action_queues_a_retrain(trainable, project, db):
     admin = UserFactory(username="support", is_staff=True, is_superuser=True)
     response = logged_in(admin).post(
         "/admin/labeling/project/", {"action": "retrain", "_selected_action": [project.pk]}
@@ -131,7 +160,7 @@ def test_concurrent_dispatchers_never_claim_an_image_twice(project, owner):
     assert Embedding.objects.filter(image__project=project).count() == 40
 
 
-def test_the_owner_changes_training_settings(project, owner, reviewer):
+def test_the_owner_changes_training_settings(trainable, project, owner, reviewer):
     url = f"/projects/{project.pk}/model/settings/"
     form = {
         "strategy": "margin",
@@ -140,6 +169,12 @@ def test_the_owner_changes_training_settings(project, owner, reviewer):
         "fine_tune": "on",
         "fine_tune_epochs": "3",
     }
+    # Exactly the fields the page renders (a field it left out once made every Save 400).
+    page = logged_in(owner).get(f"/projects/{project.pk}/model/").content.decode()
+    start = page.index('id="learner-settings"')
+    rendered = page[start : page.index("</form>", start)]
+    names = set(re.findall(r'name="(\w+)"', rendered)) - {"csrfmiddlewaretoken"}
+    assert names == set(form)
     assert logged_in(reviewer).post(url, form).status_code == 403
     assert logged_in(owner).post(url, form).status_code == 302
     learner = LearnerSettings.objects.get(project=project)
