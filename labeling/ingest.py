@@ -9,19 +9,43 @@ from __future__ import annotations
 import hashlib
 import io
 import posixpath
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
+from PIL import UnidentifiedImageError, features
+
+from labeling import decoding
 
 # Formats a browser can show and the learner can read. Anything else is refused even if
-# Pillow has a plugin for it (EPS, for one, would run Ghostscript).
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
-_ORIENTATION_TAG = 0x0112
+# Pillow has a plugin for it (EPS, for one, would run Ghostscript). AVIF only where this
+# Pillow was built with libavif (its wheels are); every process of a deployment runs the
+# same build, so the learner can read whatever the upload accepted.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (
+    ("AVIF",) if features.check("avif") else ()
+)
+# MPO is how Pillow names a JPEG holding several pictures (phones, stereo cameras).
+EXTENSIONS = {
+    "JPEG": "jpg",
+    "MPO": "jpg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+    "TIFF": "tif",
+    "AVIF": "avif",
+}
+_NAMES = {"WEBP": "WebP"}
+ALLOWED_NAMES = ", ".join(_NAMES.get(f, f) for f in ALLOWED_FORMATS)
+# ISO base media brands of HEIF stills (HEVC-coded, what iPhones save by default).
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
+# Storing a turned image again: near-lossless quality for the lossy formats, and the
+# formats whose writers take an EXIF block (every writer that can takes the profile).
+_RESAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}, "AVIF": {"quality": 95}}
+_KEEPS_EXIF = ("JPEG", "PNG", "WEBP", "AVIF")
 
 
 class RejectedFile(Exception):
@@ -75,19 +99,16 @@ def too_large(size: int, limit: int) -> str:
 
 
 def image_decode(data: bytes, *, limits: Limits) -> DecodedImage:
-    """Fully decode `data`, apply its EXIF orientation and make a JPEG thumbnail."""
+    """Fully decode `data`, apply its EXIF orientation and make a JPEG thumbnail.
+
+    The thumbnail and the stored size come from `decoding.image_rgb`, the rule the
+    learner decodes by too.
+    """
     if len(data) > limits.max_image_bytes:
         raise RejectedFile(too_large(len(data), limits.max_image_bytes))
     if not data:
         raise RejectedFile("File is empty.")
-    try:
-        image = PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except PILImage.DecompressionBombError:
-        raise RejectedFile("Image has too many pixels (a decompression bomb).") from None
-    except UnidentifiedImageError:
-        raise RejectedFile(
-            "Not an image we can read (allowed: JPEG, PNG, WebP, GIF, BMP, TIFF)."
-        ) from None
+    image = _open(data)
     width, height = image.size
     if width * height > limits.max_image_pixels:
         raise RejectedFile(
@@ -95,33 +116,105 @@ def image_decode(data: bytes, *, limits: Limits) -> DecodedImage:
             f"{limits.max_image_pixels:,} pixels (a possible decompression bomb)."
         )
     image_format = image.format
+    # Pillow turns a TIFF upright as it loads it and drops the tag, so read that first;
+    # other formats may keep their EXIF after the pixels, readable once loaded.
+    orientation = _orientation(image) if image_format == "TIFF" else None
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as error:
-        raise RejectedFile(f"Image data is truncated or corrupt ({error}).") from None
+        _check_last_frame(data, width * height, limits=limits)
+        if orientation is None:
+            orientation = _orientation(image)
+        upright = decoding.image_upright(image)
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        raise RejectedFile(_corrupt(error)) from None
+    try:
+        rgb = decoding.image_rgb(upright)
+    except ValueError as error:
+        raise RejectedFile(
+            f"Image pixels are in a form we cannot convert to colour ({upright.mode}: "
+            f"{error}); save it as an 8-bit JPEG or PNG and upload again."
+        ) from None
+    except (OSError, SyntaxError) as error:
+        raise RejectedFile(_corrupt(error)) from None
 
     content = data
-    if image.getexif().get(_ORIENTATION_TAG, 1) not in (0, 1):
+    if orientation in range(2, 9):
         # Store the upright pixels so the browser, the thumbnail and the learner all see
         # the same picture, whatever each of them does with EXIF.
-        image = ImageOps.exif_transpose(image)
-        out = io.BytesIO()
-        image.save(out, format=image_format, **({"quality": 95} if image_format == "JPEG" else {}))
-        content = out.getvalue()
-        width, height = image.size
+        content = _resave(upright, image_format)
 
-    thumb = image.convert("RGB")
-    thumb.thumbnail((limits.thumbnail_size, limits.thumbnail_size))
+    width, height = rgb.size
+    rgb.thumbnail((limits.thumbnail_size, limits.thumbnail_size))
     thumb_out = io.BytesIO()
-    thumb.save(thumb_out, format="JPEG", quality=85)
+    rgb.save(thumb_out, format="JPEG", quality=85)
     return DecodedImage(
         content=content,
-        extension=EXTENSIONS.get(image_format, "tif"),
+        extension=EXTENSIONS[image_format],
         width=width,
         height=height,
         thumbnail=thumb_out.getvalue(),
         content_hash=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _open(data: bytes) -> PILImage.Image:
+    try:
+        return PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except PILImage.DecompressionBombError:
+        raise RejectedFile("Image has too many pixels (a decompression bomb).") from None
+    except UnidentifiedImageError:
+        if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+            raise RejectedFile(
+                "HEIC photos (the iPhone's default) are not supported here: export them "
+                "as JPEG (on an iPhone: Settings → Camera → Formats → Most Compatible) and "
+                f"upload again. Allowed: {ALLOWED_NAMES}."
+            ) from None
+        raise RejectedFile(f"Not an image we can read (allowed: {ALLOWED_NAMES}).") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        # The header said what the file is, the rest did not follow (WebP does this).
+        raise RejectedFile(_corrupt(error)) from None
+
+
+def _orientation(image: PILImage.Image) -> int:
+    try:
+        return image.getexif().get(decoding.ORIENTATION, 1)
+    except (SyntaxError, ValueError, TypeError, KeyError, OSError, struct.error):
+        return 1  # as `decoding.image_upright` does with an EXIF block it cannot read
+
+
+def _corrupt(error: BaseException) -> str:
+    return (
+        f"Image data is truncated or corrupt ({error}); the file may be cut short, as "
+        "after an interrupted download. Send it again."
+    )
+
+
+def _check_last_frame(data: bytes, frame_pixels: int, *, limits: Limits) -> None:
+    """Decode the last frame of an animation or a multi-page file too: a file cut short
+    after its first frame is as damaged as one cut inside it. Skipped where decoding
+    every frame would cost more than the largest still image we take."""
+    with PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as frames:
+        count = getattr(frames, "n_frames", 1)
+        if count > 1 and count * frame_pixels <= limits.max_image_pixels:
+            frames.seek(count - 1)
+            frames.load()
+
+
+def _resave(upright: PILImage.Image, image_format: str) -> bytes:
+    """`upright` in its own format, keeping its colour profile and its EXIF block
+    (less the orientation, which its pixels now carry out)."""
+    save_format = "JPEG" if image_format == "MPO" else image_format  # its first picture
+    options = dict(_RESAVE_OPTIONS.get(save_format, {}))
+    if icc := upright.info.get("icc_profile"):
+        options["icc_profile"] = icc
+    if save_format in _KEEPS_EXIF:
+        options["exif"] = upright.getexif()
+    out = io.BytesIO()
+    try:
+        upright.save(out, format=save_format, **options)
+    except (OSError, ValueError) as error:
+        raise RejectedFile(f"Could not store the image turned upright ({error}).") from None
+    return out.getvalue()
 
 
 def _member_path(raw_name: str) -> list[str]:

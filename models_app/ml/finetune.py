@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 from torch import nn
 from torchvision.transforms import v2
 
+from labeling.decoding import open_rgb
 from models_app.ml.backbone import Backbone, InputConfig, load_backbone
 from models_app.ml.head import (
     TrainedHead,
@@ -78,9 +78,7 @@ class _Files(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        with Image.open(self.paths[i]) as image:
-            rgb = ImageOps.exif_transpose(image).convert("RGB")
-        return self.transform(rgb), int(self.labels[i])
+        return self.transform(open_rgb(self.paths[i])), int(self.labels[i])
 
 
 def _network(backbone: Backbone, probe: TrainedHead) -> FineTuneNet:
