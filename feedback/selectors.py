@@ -1,4 +1,5 @@
-"""Reads of the feedback loop: predictions, the mistakes review, near-duplicates."""
+"""Reads of the feedback loop: predictions, the mistakes review, near-duplicates, and a
+project's progress (dataset and learner together, which only this app sees both of)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 
 from feedback.models import LabelScore, NearDuplicate, Prediction, ReviewScan
 from labeling.models import Annotation, Image, Project
+from models_app import selectors as learner_selectors
 from models_app.models import ModelVersion
 
 
@@ -163,3 +165,48 @@ def split_leaks(*, project: Project) -> list[DuplicateGroup]:
     """Near-duplicate groups spread over different splits: a test or validation image
     whose twin is trained on makes the evaluation look better than it is."""
     return [g for g in near_duplicate_groups(project=project) if len(g.splits) > 1]
+
+
+@dataclass(frozen=True)
+class ProjectProgress:
+    images: int
+    embedded: int
+    labeled: int
+    labeled_train: int
+    labeled_val: int
+    labeled_test: int
+    in_queue: int
+    model_version: int | None
+    training: bool
+
+
+def project_progress(*, project: Project) -> ProjectProgress:
+    """How far a project is: its images, how many have an embedding for the current
+    backbone, the labeled images still in the dataset (not removed or ambiguous), by
+    split, how many the labeling queue still serves, and the active model's number."""
+    status = learner_selectors.learner_status(project=project)
+    active = Q(status=Image.Status.ACTIVE)
+    labeled = active & Q(label__isnull=False)
+    counts = Image.objects.filter(project=project).aggregate(
+        labeled=Count("id", filter=labeled),
+        train=Count("id", filter=labeled & Q(split=Image.Split.TRAIN)),
+        val=Count("id", filter=labeled & Q(split=Image.Split.VAL)),
+        test=Count("id", filter=labeled & Q(split=Image.Split.TEST)),
+        # What `queue_reserve` serves: unlabeled images in the queue, and labeled ones
+        # a class split left to relabel.
+        in_queue=Count(
+            "id",
+            filter=active & (Q(label__isnull=True, in_queue=True) | Q(needs_relabel=True)),
+        ),
+    )
+    return ProjectProgress(
+        images=status.images,
+        embedded=status.embedded,
+        labeled=counts["labeled"],
+        labeled_train=counts["train"],
+        labeled_val=counts["val"],
+        labeled_test=counts["test"],
+        in_queue=counts["in_queue"],
+        model_version=status.active.number if status.active else None,
+        training=status.pending is not None,
+    )

@@ -8,6 +8,7 @@ web process stores the images, enqueues the work and may wait for it briefly.
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,17 @@ def feedback_settings(*, project: Project) -> FeedbackSettings:
 
 @transaction.atomic
 def feedback_settings_update(*, project: Project, uncertain_below: float) -> FeedbackSettings:
-    """Set the confidence under which a prediction enters the labeling queue."""
+    """Set the confidence (a fraction, 0 to 1) under which a prediction enters the
+    labeling queue. Refuses anything else, NaN included, with nothing saved. Curators
+    only (callers check)."""
+    # NaN passes the model's range validators (every comparison with it is false).
+    # numbers.Real admits numpy's floats, which a caller's arithmetic on scores gives.
+    number = isinstance(uncertain_below, numbers.Real) and not isinstance(uncertain_below, bool)
+    if not (number and 0.0 <= uncertain_below <= 1.0):
+        raise ValidationError(
+            {"uncertain_below": "The threshold is a confidence from 0 to 1 (0.6 is 60%)."}
+        )
+    uncertain_below = float(uncertain_below)
     current = FeedbackSettings.objects.select_for_update().get(
         pk=feedback_settings(project=project).pk
     )

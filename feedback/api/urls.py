@@ -16,6 +16,12 @@ urlpatterns = [
         views.PredictionResolveApi.as_view(),
         name="prediction-resolve",
     ),
+    path(
+        f"{P}/feedback/settings/",
+        views.FeedbackSettingsApi.as_view(),
+        name="feedback-settings",
+    ),
+    path(f"{P}/progress/", views.ProgressApi.as_view(), name="project-progress"),
     path(f"{P}/review/mistakes/", views.MistakeListApi.as_view(), name="mistake-list"),
     path(f"{P}/review/scan/", views.ReviewScanApi.as_view(), name="review-scan"),
     path(

@@ -1,5 +1,6 @@
-"""REST API v1 of the feedback loop: predictions, their confirmation or correction, and
-the mistakes review."""
+"""REST API v1 of the feedback loop: predictions, their confirmation or correction, the
+threshold that sends unsure ones to the queue, the mistakes review, and a project's
+progress."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rest_framework.views import APIView
 from config.pagination import Pagination, paginated
 from feedback import selectors, services
 from feedback.access import prediction_access
-from feedback.models import LabelScore, Prediction, ReviewScan
+from feedback.models import FeedbackSettings, LabelScore, Prediction, ReviewScan
 from labeling import access
 from labeling.api.serializers import FileResultOutput, ImageOutput, validated
 
@@ -183,11 +184,19 @@ class LabelScoreOutput(serializers.ModelSerializer):
 
 
 class ReviewScanOutput(serializers.ModelSerializer):
+    requested_by = serializers.CharField(
+        source="requested_by.username",
+        allow_null=True,
+        default=None,
+        help_text="Who asked for it; null for a scan the scheduler started.",
+    )
+
     class Meta:
         model = ReviewScan
         fields = [
             "id",
             "status",
+            "requested_by",
             "created_at",
             "finished_at",
             "labeled",
@@ -217,7 +226,29 @@ class MistakeListApi(APIView):
 
 
 class ReviewScanApi(APIView):
-    @extend_schema(request=None, responses={202: ReviewScanOutput})
+    @extend_schema(
+        responses={
+            200: ReviewScanOutput,
+            204: OpenApiResponse(description="The project was never scanned."),
+        },
+        description="The project's latest scan: its status (queued, running, succeeded, "
+        "failed), error, when it was requested and finished, and its counts (labels "
+        "scored, label issues, near-duplicate pairs).",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.CURATORS
+        )
+        scan = selectors.review_scan_latest(project=project)
+        if scan is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(ReviewScanOutput(scan).data)
+
+    @extend_schema(
+        request=None,
+        responses={202: ReviewScanOutput},
+        description="Queue a scan (or return the one already queued or running).",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = access.project_access(
             user=request.user, project_id=project_id, roles=access.CURATORS
@@ -251,3 +282,95 @@ class ReviewDecisionApi(APIView):
             image=image, action=data["action"], reviewer=request.user, label_class=label_class
         )
         return Response(ImageOutput(image, context={"request": request}).data)
+
+
+class ThresholdField(serializers.FloatField):
+    """A number: a JSON true or false is not one (Python would take it for 1 or 0)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class FeedbackSettingsOutput(serializers.ModelSerializer):
+    class Meta:
+        model = FeedbackSettings
+        fields = ["uncertain_below"]
+
+
+class FeedbackSettingsInput(serializers.Serializer):
+    uncertain_below = ThresholdField(
+        min_value=0.0,
+        max_value=1.0,
+        help_text="A confidence from 0 to 1: predictions less confident than this join "
+        "the labeling queue.",
+    )
+
+
+class FeedbackSettingsApi(APIView):
+    @extend_schema(responses=FeedbackSettingsOutput)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        return Response(FeedbackSettingsOutput(services.feedback_settings(project=project)).data)
+
+    @extend_schema(
+        request=FeedbackSettingsInput,
+        responses=FeedbackSettingsOutput,
+        description="Owners and reviewers set the threshold (a fraction: 0.6 is 60%).",
+    )
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(
+            user=request.user, project_id=project_id, roles=access.CURATORS
+        )
+        data = validated(FeedbackSettingsInput, request.data)
+        current = services.feedback_settings_update(
+            project=project, uncertain_below=data["uncertain_below"]
+        )
+        return Response(FeedbackSettingsOutput(current).data)
+
+
+class LabeledCountsOutput(serializers.Serializer):
+    total = serializers.IntegerField()
+    train = serializers.IntegerField()
+    val = serializers.IntegerField()
+    test = serializers.IntegerField()
+
+
+class ProgressOutput(serializers.Serializer):
+    images = serializers.IntegerField(help_text="Every image of the project.")
+    embedded = serializers.IntegerField(
+        help_text="Images with a stored embedding for the current backbone."
+    )
+    labeled = LabeledCountsOutput(
+        help_text="Labeled images still in the dataset (not removed or ambiguous), by split."
+    )
+    in_queue = serializers.IntegerField(help_text="Images the labeling queue still serves.")
+    model_version = serializers.IntegerField(
+        allow_null=True, help_text="The active model's number; null before the first."
+    )
+    training = serializers.BooleanField(help_text="A training run is queued or running.")
+
+
+class ProgressApi(APIView):
+    @extend_schema(responses=ProgressOutput)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access.project_access(user=request.user, project_id=project_id)
+        progress = selectors.project_progress(project=project)
+        return Response(
+            ProgressOutput(
+                {
+                    "images": progress.images,
+                    "embedded": progress.embedded,
+                    "labeled": {
+                        "total": progress.labeled,
+                        "train": progress.labeled_train,
+                        "val": progress.labeled_val,
+                        "test": progress.labeled_test,
+                    },
+                    "in_queue": progress.in_queue,
+                    "model_version": progress.model_version,
+                    "training": progress.training,
+                }
+            ).data
+        )

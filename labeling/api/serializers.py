@@ -40,6 +40,8 @@ class ImageOutput(serializers.ModelSerializer):
             "in_queue",
             "label",
             "label_name",
+            "suggested_class",
+            "confidence",
             "created_at",
             "file_url",
             "thumbnail_url",

@@ -82,7 +82,9 @@ def label_quality(y: np.ndarray, proba: np.ndarray) -> LabelQuality:
         issues = np.zeros(len(y), dtype=bool)
     else:
         quality = get_label_quality_scores(y_sub, sub, method="self_confidence")
-        issues = find_label_issues(y_sub, sub, filter_by="prune_by_noise_rate")
+        # n_jobs=1: cleanlab's default starts a process pool, and this runs in
+        # django-q2's daemonic workers, which may not have children.
+        issues = find_label_issues(y_sub, sub, filter_by="prune_by_noise_rate", n_jobs=1)
     return LabelQuality(
         quality=np.asarray(quality, dtype=np.float32),
         is_issue=np.asarray(issues, dtype=bool) & (proba.argmax(axis=1) != y),

@@ -43,8 +43,9 @@ def test_undo(api, annotator, project, images, classes):
 def test_queue_next_reserves_distinct_images(api, annotator, reviewer, owner, project, images):
     url = f"/api/v1/projects/{project.pk}/queue/next/"
     served = [api(user).post(url).json()["id"] for user in (annotator, reviewer, owner)]
-    assert served == [images[0].pk, images[1].pk, images[2].pk]
-    assert api(annotator).post(url).json()["id"] == images[0].pk  # still mine
+    # The order is the queue's (a hash draw until a ranking exists), not upload order.
+    assert len(set(served)) == 3 and set(served) <= {i.pk for i in images}
+    assert api(annotator).post(url).json()["id"] == served[0]  # still mine
 
 
 def test_queue_next_when_everything_is_labeled(api, annotator, project, images, classes):

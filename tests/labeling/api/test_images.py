@@ -107,3 +107,25 @@ def test_list_by_suggested_class_and_confidence(api, annotator, project, images,
     surest = client.get(url, {"order": "-confidence"}).json()["results"][0]
     assert surest["id"] == images[4].pk
     assert client.get(url, {"order": "width"}).status_code == 400
+
+
+def test_an_image_shows_the_models_suggestion_and_confidence(
+    api, annotator, project, images, classes
+):
+    services.image_suggestions_write(
+        project=project,
+        suggestions=[services.Suggestion(images[0].pk, classes[1].pk, 0.75, 0.5)],
+    )
+    p = f"/api/v1/projects/{project.pk}/images"
+    one = api(annotator).get(f"{p}/{images[0].pk}/").json()
+    assert (one["suggested_class"], one["confidence"]) == (classes[1].pk, 0.75)
+    listed = {i["id"]: i for i in api(annotator).get(f"{p}/").json()["results"]}
+    assert (listed[images[0].pk]["suggested_class"], listed[images[0].pk]["confidence"]) == (
+        classes[1].pk,
+        0.75,
+    )
+    # No model has looked at the others yet.
+    assert (listed[images[1].pk]["suggested_class"], listed[images[1].pk]["confidence"]) == (
+        None,
+        None,
+    )

@@ -22,6 +22,8 @@ def test_the_openapi_schema_lists_every_endpoint(client, owner):
         "/api/v1/projects/{project_id}/review/mistakes/",
         "/api/v1/projects/{project_id}/review/scan/",
         "/api/v1/projects/{project_id}/images/{image_id}/review/",
+        "/api/v1/projects/{project_id}/feedback/settings/",
+        "/api/v1/projects/{project_id}/progress/",
     ]:
         assert path in paths, path
 
