@@ -78,7 +78,9 @@ def test_two_workers_embed_every_image_exactly_once(
     assert sum(task.result for task in tasks) == 24 and all(task.success for task in tasks)
 
 
-def test_concurrent_requests_queue_one_training_per_project(transactional_db, project, owner):
+def test_concurrent_requests_queue_one_training_per_project(
+    transactional_db, trainable, project, owner
+):
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connection
