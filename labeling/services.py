@@ -182,8 +182,13 @@ def label_class_create(
 
 
 def _free_key(project: Project) -> str:
-    used = _used_keys(project)
-    return next((k for k in CLASS_KEYS if k not in used), "")
+    """A key no class holds; a deactivated class's key only when none is left (it
+    would be taken back from it, confusingly, on reactivation)."""
+    active = _used_keys(project)
+    held = active | set(LabelClass.objects.filter(project=project).values_list("key", flat=True))
+    return next((k for k in CLASS_KEYS if k not in held), "") or next(
+        (k for k in CLASS_KEYS if k not in active), ""
+    )
 
 
 def _log(project: Project, actor, kind: str, summary: str, details: dict) -> TaxonomyChange:

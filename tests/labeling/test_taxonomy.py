@@ -158,6 +158,11 @@ def test_a_split_moves_decided_images_and_queues_the_rest_first(
     cat.refresh_from_db()
     tabby.refresh_from_db()
     assert not cat.is_active and tabby.is_active and tabby.key
+    # The new classes take keys no class holds, not the deactivated cat's.
+    siamese.refresh_from_db()
+    keys = [c.key for c in LabelClass.objects.filter(project=project)]
+    assert cat.key and tabby.key != cat.key and siamese.key not in (cat.key, tabby.key, "")
+    assert len(keys) == len(set(keys))
     # The two left without a new class come first in the queue, before unlabeled ones.
     served = services.queue_reserve(project=project, user=annotator, count=3)
     assert [i.pk for i in served[:2]] == [cats[3].pk, cats[4].pk]
