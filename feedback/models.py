@@ -101,6 +101,7 @@ class ReviewScan(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     labeled = models.PositiveIntegerField(default=0)
     issues = models.PositiveIntegerField(default=0)

@@ -275,7 +275,9 @@ def review_scan_run(*, scan_id: int) -> ReviewScan:
     scan = ReviewScan.objects.select_related("project").get(pk=scan_id)
     if scan.status in (ReviewScan.Status.SUCCEEDED, ReviewScan.Status.FAILED):
         return scan
-    ReviewScan.objects.filter(pk=scan.pk).update(status=ReviewScan.Status.RUNNING)
+    ReviewScan.objects.filter(pk=scan.pk).update(
+        status=ReviewScan.Status.RUNNING, started_at=timezone.now()
+    )
     try:
         _scan(scan)
     except Exception as error:  # noqa: BLE001 - recorded on the scan

@@ -198,6 +198,7 @@ class ReviewScanOutput(serializers.ModelSerializer):
             "status",
             "requested_by",
             "created_at",
+            "started_at",
             "finished_at",
             "labeled",
             "issues",

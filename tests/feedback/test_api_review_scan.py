@@ -31,7 +31,7 @@ def test_the_latest_scan_shows_its_state_and_counts(api, reviewer, owner, projec
     services.review_scan_run(scan_id=body["id"])
     done = api(reviewer).get(url(project)).json()
     assert done["status"] == "succeeded", done["error"]
-    assert done["labeled"] == 12 and done["finished_at"] >= done["created_at"]
+    assert done["labeled"] == 12 and done["finished_at"] >= done["started_at"] >= done["created_at"]
     assert done["issues"] >= 0 and done["duplicate_pairs"] >= 0
 
 
