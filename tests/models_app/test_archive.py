@@ -7,6 +7,7 @@ import io
 import json
 import zipfile
 
+import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -14,7 +15,12 @@ from feedback import services as feedback_services
 from labeling import services as labeling_services
 from labeling.models import Annotation, Image, Project
 from models_app import services
-from models_app.archive import project_document, project_export, project_import
+from models_app.archive import (
+    imported_model_missing,
+    project_document,
+    project_export,
+    project_import,
+)
 from tests.fashion import labeled_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,6 +73,51 @@ def test_importing_an_export_reproduces_the_project_exactly(rich_project, owner,
         Annotation.objects.filter(image__project=copy).count()
         == Annotation.objects.filter(image__project=rich_project).count()
     )
+
+
+def test_an_imported_project_predicts_with_its_model_at_once(rich_project, owner, outsider):
+    """The active version's model file travels in the zip: the copy serves the same
+    probabilities, before any retrain."""
+    out = io.BytesIO()
+    project_export(project=rich_project, out=out)
+    out.seek(0)
+    copy = project_import(archive=out, user=outsider, name="Copy")
+    assert not imported_model_missing(project=copy)
+    original, imported = (
+        services.active_model(project=rich_project),
+        services.active_model(project=copy),
+    )
+    assert imported is not None and imported.version.artifact
+    first = Image.objects.filter(project=rich_project).order_by("id")[:5]
+    twins = [Image.objects.get(project=copy, content_hash=i.content_hash) for i in first]
+    assert np.allclose(
+        original.proba([i.pk for i in first]), imported.proba([i.pk for i in twins]), atol=1e-5
+    )
+
+
+def test_an_export_without_its_model_file_imports_with_no_active_version(rich_project, outsider):
+    """An older export (no model file) or another backbone: the copy says it needs a
+    retrain instead of claiming an active version it cannot use."""
+    out = io.BytesIO()
+    project_export(project=rich_project, out=out)
+    source = zipfile.ZipFile(io.BytesIO(out.getvalue()))
+    stripped = io.BytesIO()
+    with zipfile.ZipFile(stripped, "w") as target:
+        for info in source.infolist():
+            if info.filename.startswith("models/"):
+                continue
+            data = source.read(info)
+            if info.filename == "project.json":
+                document = json.loads(data)
+                for version in document["model_versions"]:
+                    version.pop("artifact", None)
+                data = json.dumps(document).encode()
+            target.writestr(info, data)
+    stripped.seek(0)
+    copy = project_import(archive=stripped, user=outsider, name="Old copy")
+    assert services.active_model(project=copy) is None
+    assert imported_model_missing(project=copy)
+    assert copy.model_versions.filter(status="succeeded").exists()
 
 
 def test_the_zip_holds_csv_coco_and_an_image_folder(rich_project):
