@@ -27,6 +27,9 @@ from labeling import decoding
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (
     ("AVIF",) if features.check("avif") else ()
 )
+# What browsers display themselves; other formats get a JPEG preview for the pages.
+BROWSER_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "AVIF")
+PREVIEW_SIZE = 2048
 # MPO is how Pillow names a JPEG holding several pictures (phones, stereo cameras).
 EXTENSIONS = {
     "JPEG": "jpg",
@@ -73,6 +76,9 @@ class DecodedImage:
     height: int
     thumbnail: bytes
     content_hash: str
+    # A JPEG of the upright picture for formats a browser cannot show (TIFF), served
+    # on the labeling page in place of the file; None where the file itself will do.
+    preview: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,13 @@ def image_decode(data: bytes, *, limits: Limits) -> DecodedImage:
         content = _resave(upright, image_format)
 
     width, height = rgb.size
+    preview = None
+    if image_format not in BROWSER_FORMATS:
+        shown = rgb.copy()
+        shown.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+        preview_out = io.BytesIO()
+        shown.save(preview_out, format="JPEG", quality=92)
+        preview = preview_out.getvalue()
     rgb.thumbnail((limits.thumbnail_size, limits.thumbnail_size))
     thumb_out = io.BytesIO()
     rgb.save(thumb_out, format="JPEG", quality=85)
@@ -154,6 +167,7 @@ def image_decode(data: bytes, *, limits: Limits) -> DecodedImage:
         height=height,
         thumbnail=thumb_out.getvalue(),
         content_hash=hashlib.sha256(data).hexdigest(),
+        preview=preview,
     )
 
 

@@ -114,6 +114,8 @@ class Image(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(max_length=300)
     thumbnail = models.FileField(max_length=300)
+    # For a file browsers cannot show (TIFF): a JPEG of it, served in its place.
+    preview = models.FileField(max_length=300, blank=True)
     original_name = models.CharField(max_length=255)
     content_hash = models.CharField(max_length=64, help_text="SHA-256 of the uploaded bytes")
     width = models.PositiveIntegerField()

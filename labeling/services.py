@@ -506,12 +506,13 @@ def _image_store(
 ) -> FileResult:
     stored: list[str] = []
     try:
-        file_name, thumb_name = image_files_save(
+        file_name, thumb_name, preview_name = image_files_save(
             project=project,
             content_hash=decoded.content_hash,
             extension=decoded.extension,
             content=decoded.content,
             thumbnail=decoded.thumbnail,
+            preview=decoded.preview,
             stored=stored,
         )
         with transaction.atomic():
@@ -519,6 +520,7 @@ def _image_store(
                 project=project,
                 file=file_name,
                 thumbnail=thumb_name,
+                preview=preview_name,
                 original_name=name[-255:],
                 content_hash=decoded.content_hash,
                 draw=Image.draw_for(decoded.content_hash),
@@ -551,10 +553,11 @@ def image_files_save(
     content: bytes,
     thumbnail: bytes,
     stored: list[str],
-) -> tuple[str, str]:
-    """Store an image's file and its thumbnail where the project keeps them; returns
-    their storage names, and appends each to `stored` as soon as it exists, so a caller
-    that fails later can delete them."""
+    preview: bytes | None = None,
+) -> tuple[str, str, str]:
+    """Store an image's file, its thumbnail and its preview (if any) where the project
+    keeps them; returns their storage names ("" for no preview), and appends each to
+    `stored` as soon as it exists, so a caller that fails later can delete them."""
     base = f"projects/{project.pk}"
     stem = content_hash[:32]
     file_name = default_storage.save(
@@ -565,7 +568,13 @@ def image_files_save(
         f"{base}/thumbnails/{stem[:2]}/{stem}.jpg", ContentFile(thumbnail)
     )
     stored.append(thumb_name)
-    return file_name, thumb_name
+    preview_name = ""
+    if preview is not None:
+        preview_name = default_storage.save(
+            f"{base}/previews/{stem[:2]}/{stem}.jpg", ContentFile(preview)
+        )
+        stored.append(preview_name)
+    return file_name, thumb_name, preview_name
 
 
 def _files_delete(names: Sequence[str]) -> None:

@@ -358,18 +358,20 @@ def _images(project, zipped, rows, classes, user, limits, stored) -> dict[int, I
             decoded = image_decode(data, limits=limits)
         except RejectedFile as rejected:
             raise ValidationError(f"{row['file']}: {rejected.message}") from None
-        file_name, thumb = image_files_save(
+        file_name, thumb, preview = image_files_save(
             project=project,
             content_hash=row["content_hash"],
             extension=row["file"].rsplit(".", 1)[-1],
             content=data,
             thumbnail=decoded.thumbnail,
+            preview=decoded.preview,
             stored=stored,
         )
         image = Image.objects.create(
             project=project,
             file=file_name,
             thumbnail=thumb,
+            preview=preview,
             original_name=row["original_name"],
             content_hash=row["content_hash"],
             draw=Image.draw_for(row["content_hash"]),

@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from PIL import Image as PILImage
 from PIL import features
 
@@ -88,6 +89,21 @@ def test_ingest_stores_an_upright_file_and_a_true_thumbnail(gallery, uploader, s
     with image.file.open("rb") as f:
         stored_pixels = np.asarray(decoding.open_rgb(f))
     assert_looks_right(stored_pixels, sample.probes, f"{sample.name} stored file")
+
+    # What the labeling page serves: the file itself where browsers show its format,
+    # else a JPEG preview of the same upright picture (browsers cannot show TIFF).
+    client = Client()
+    client.force_login(uploader)
+    response = client.get(f"/projects/{gallery.pk}/images/{image.pk}/file")
+    assert response.status_code == 200
+    served = b"".join(response.streaming_content)
+    with PILImage.open(io.BytesIO(served)) as shown:
+        if sample.extension == "tif":
+            assert shown.format == "JPEG" and shown.size == sample.size
+        else:
+            assert served == image.file.open("rb").read() and not image.preview
+        shown_pixels = np.asarray(decoding.image_rgb(shown))
+    assert_looks_right(shown_pixels, sample.probes, f"{sample.name} as the page shows it")
 
 
 def test_a_rotated_jpeg_keeps_its_colour_profile_and_exif(gallery, uploader):
