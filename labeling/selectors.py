@@ -141,3 +141,32 @@ def annotation_history(*, image: Image) -> QuerySet[Annotation]:
         .select_related("label_class", "annotator", "reverts")
         .order_by("created_at", "id")
     )
+
+
+@dataclass(frozen=True)
+class QueueOrder:
+    kind: str  # "random", "cold-start" or "model"
+    text: str
+
+
+def queue_order(*, project: Project) -> QueueOrder:
+    """Which order the labeling queue serves now, in words for the labeling page: random
+    until the learner has ranked the images (their embeddings are being computed), then
+    the query strategy's ranking, with or without a model's suggestions."""
+    waiting = Image.objects.filter(
+        project=project, label__isnull=True, in_queue=True, status=Image.Status.ACTIVE
+    )
+    if waiting.filter(suggested_class__isnull=False).exists():
+        return QueueOrder(
+            "model", "The queue serves the images the model learns most from first."
+        )
+    if waiting.exclude(priority=0).exists():
+        return QueueOrder(
+            "cold-start",
+            "No model yet: the queue serves typical, varied images first (cold start).",
+        )
+    return QueueOrder(
+        "random",
+        "Images are served in random order until they are embedded and ranked "
+        "(a minute or two after an upload).",
+    )
