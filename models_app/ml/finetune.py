@@ -24,6 +24,7 @@ from models_app.ml.backbone import Backbone, InputConfig, load_backbone
 from models_app.ml.head import (
     TrainedHead,
     class_weights,
+    MIN_CALIBRATION_LABELS,
     fit_temperature,
     head_from_bytes,
     head_to_bytes,
@@ -160,8 +161,10 @@ def finetune(
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if best_state is not None:
         net.load_state_dict(best_state)
+    # Cross-fitting whole fine-tunes is too dear: the validation split calibrates, and
+    # only once it is large enough to mean something (a handful once gave T = 0.2).
     temperature = 1.0
-    if has_val:
+    if has_val and len(yv) >= MIN_CALIBRATION_LABELS:
         temperature = fit_temperature(
             _logits(net, val_paths, backbone.input, backbone.device, batch_size), yv
         )
