@@ -22,9 +22,9 @@ from torchvision.transforms import v2
 from labeling.decoding import open_rgb
 from models_app.ml.backbone import Backbone, InputConfig, load_backbone
 from models_app.ml.head import (
+    MIN_CALIBRATION_LABELS,
     TrainedHead,
     class_weights,
-    MIN_CALIBRATION_LABELS,
     fit_temperature,
     head_from_bytes,
     head_to_bytes,
