@@ -6,7 +6,7 @@ import tempfile
 
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -54,7 +54,13 @@ class ModelVersionListApi(APIView):
 class RetrainApi(APIView):
     @extend_schema(
         request=None,
-        responses={202: ModelVersionOutput},
+        responses={
+            202: ModelVersionOutput,
+            400: OpenApiResponse(
+                description="Refused: the project cannot train yet (no classes, or training "
+                "labels of fewer than two classes); the message says which."
+            ),
+        },
         description="Queue a training run (or return the one already queued or running).",
     )
     def post(self, request: Request, project_id: int) -> Response:
