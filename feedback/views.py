@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 
 from feedback import selectors, services
 from feedback.access import prediction_access
@@ -42,6 +43,9 @@ def _predict_context(request: HttpRequest, project: Project, **extra) -> dict:
         "settings": services.feedback_settings(project=project),
         "in_use": selectors.accuracy_in_use(project=project),
         "recent": selectors.prediction_list(project=project)[:RECENT],
+        "predict_errors": [],
+        "threshold_typed": None,
+        "threshold_errors": [],
         **extra,
     }
 
@@ -58,21 +62,20 @@ def predict_page(request: HttpRequest, project_id: int) -> HttpResponse:
             raise ValidationError("Choose one or more images.")
         batch = services.predictions_request(project=project, files=files, user=request.user)
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-        batch = None
-    results = (
-        selectors.predictions_wait(
-            prediction_ids=[p.pk for p in batch.predictions],
-            timeout=settings.FEEDBACK["PREDICT_WAIT_SECONDS"],
-        )
-        if batch
-        else []
+        if request.htmx:
+            # Beside the form, which keeps the files chosen.
+            context = {"predict_errors": error.messages}
+            response = render(request, "feedback/predict.html#predict-errors", context, status=400)
+            return reswap(retarget(response, "#predict-errors"), "outerHTML")
+        context = _predict_context(request, project, predict_errors=error.messages)
+        return render(request, "feedback/predict.html", context, status=400)
+    results = selectors.predictions_wait(
+        prediction_ids=[p.pk for p in batch.predictions],
+        timeout=settings.FEEDBACK["PREDICT_WAIT_SECONDS"],
     )
-    context = _predict_context(
-        request, project, results=results, files=batch.files if batch else []
-    )
+    context = _predict_context(request, project, results=results, files=batch.files)
     template = "feedback/predict.html#results" if request.htmx else "feedback/predict.html"
-    return render(request, template, context, status=200 if batch else 400)
+    return render(request, template, context)
 
 
 @login_required
@@ -100,17 +103,23 @@ def prediction_resolve(request: HttpRequest, project_id: int, prediction_id: int
 @require_POST
 def settings_update(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    typed = request.POST.get("uncertain_below", "")
     try:
-        percent = float(request.POST.get("uncertain_below", ""))
+        percent = float(typed)
         services.feedback_settings_update(project=project, uncertain_below=percent / 100)
-        messages.success(request, f"Predictions under {percent:g}% now enter the queue.")
-    except ValueError:
-        messages.error(request, "The threshold must be a number of percent, 0 to 100.")
-    except ValidationError as error:
-        messages.error(
-            request, "The threshold must be 0 to 100 percent. " + " ".join(error.messages)
-        )
-    return redirect("feedback:predict", project_id=project.pk)
+    except (ValueError, ValidationError):
+        errors = ["The threshold is a number of percent, from 0 to 100."]
+        if not request.htmx:
+            messages.error(request, errors[0])
+            return redirect("feedback:predict", project_id=project.pk)
+        context = _predict_context(request, project, threshold_typed=typed, threshold_errors=errors)
+        return render(request, "feedback/predict.html#threshold-form", context, status=400)
+    messages.success(request, f"Predictions under {percent:g}% now enter the queue.")
+    if not request.htmx:
+        return redirect("feedback:predict", project_id=project.pk)
+    return render(
+        request, "feedback/predict.html#threshold-form", _predict_context(request, project)
+    )
 
 
 def _review_context(request: HttpRequest, project: Project, **extra) -> dict:
@@ -149,7 +158,7 @@ def review_decide(request: HttpRequest, project_id: int, image_id: int) -> HttpR
     image = access.image_access(
         user=request.user, project_id=project_id, image_id=image_id, roles=access.CURATORS
     )
-    status = 200
+    refused = False
     try:
         image = services.review_decide(
             image=image,
@@ -159,8 +168,8 @@ def review_decide(request: HttpRequest, project_id: int, image_id: int) -> HttpR
         )
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
-        status = 400
+        refused = True
     if not request.htmx:
         return redirect("feedback:review", project_id=project_id)
-    context = _review_context(request, image.project, decided=image)
-    return render(request, "feedback/review.html#decided", context, status=status)
+    context = _review_context(request, image.project, decided=image, refused=refused)
+    return render(request, "feedback/review.html#decided", context, status=400 if refused else 200)

@@ -1,32 +1,66 @@
+"""The pages' forms. Their messages are sentences a person reads next to the field, so
+each says what to do rather than naming a field."""
+
 from __future__ import annotations
 
 from django import forms
 
 from labeling.models import Membership
 
+COLOUR = r"^#[0-9a-fA-F]{6}$"
+NAME_MESSAGES = {
+    "required": "Give it a name.",
+    "max_length": "Keep the name under %(limit_value)d characters.",
+}
+COLOUR_MESSAGES = {"invalid": "Choose a colour such as #1f77b4.", "required": "Choose a colour."}
+KEY_MESSAGES = {
+    "invalid": "A key is a single letter or digit.",
+    "max_length": "A key is a single letter or digit.",
+}
+
 
 class ProjectForm(forms.Form):
-    name = forms.CharField(max_length=200)
+    name = forms.CharField(max_length=200, error_messages=NAME_MESSAGES)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
 
 class LabelClassForm(forms.Form):
-    name = forms.CharField(max_length=100)
+    name = forms.CharField(max_length=100, error_messages=NAME_MESSAGES)
+    # A colour input always submits a value (black when nobody set one), so the page
+    # fills it with the next colour of the palette.
     color = forms.RegexField(
-        regex=r"^#[0-9a-fA-F]{6}$",
+        regex=COLOUR,
         required=False,
         widget=forms.TextInput(attrs={"type": "color"}),
+        error_messages=COLOUR_MESSAGES,
     )
-    key = forms.RegexField(regex=r"^[0-9a-zA-Z]$", required=False, max_length=1)
+    key = forms.RegexField(
+        regex=r"^[0-9a-zA-Z]$",
+        required=False,
+        max_length=1,
+        error_messages=KEY_MESSAGES,
+        widget=forms.TextInput(attrs={"size": 2, "placeholder": "auto"}),
+    )
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
-    role = forms.ChoiceField(choices=Membership.Role.choices)
+    username = forms.CharField(
+        max_length=150, error_messages={"required": "Give the username of the person to add."}
+    )
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices,
+        initial=Membership.Role.ANNOTATOR,
+        error_messages={"invalid_choice": "Choose one of the roles in the list."},
+    )
 
 
 class AssignForm(forms.Form):
-    label_class = forms.IntegerField()
+    label_class = forms.IntegerField(
+        error_messages={
+            "required": "Choose a class to assign.",
+            "invalid": "Choose a class to assign.",
+        }
+    )
 
     def clean(self):
         cleaned = super().clean()
@@ -36,23 +70,45 @@ class AssignForm(forms.Form):
         except ValueError:
             raise forms.ValidationError("Image ids must be whole numbers.") from None
         if not cleaned["images"]:
-            raise forms.ValidationError("Select at least one image.")
+            raise forms.ValidationError("Select at least one image, then assign a class.")
         return cleaned
 
 
 class LabelClassEditForm(forms.Form):
-    name = forms.CharField(max_length=100)
-    color = forms.RegexField(
-        regex=r"^#[0-9a-fA-F]{6}$", widget=forms.TextInput(attrs={"type": "color"})
+    name = forms.CharField(max_length=100, error_messages=NAME_MESSAGES)
+    color = forms.RegexField(regex=COLOUR, error_messages=COLOUR_MESSAGES)
+    key = forms.RegexField(
+        regex=r"^[0-9a-zA-Z]?$", required=False, max_length=1, error_messages=KEY_MESSAGES
     )
-    key = forms.RegexField(regex=r"^[0-9a-zA-Z]?$", required=False, max_length=1)
-    order = forms.IntegerField(min_value=0, max_value=2**31 - 1)
+    order = forms.IntegerField(
+        min_value=0,
+        max_value=2**31 - 1,
+        error_messages={
+            "required": "Give the order as a whole number, 0 or more.",
+            "invalid": "Give the order as a whole number, 0 or more.",
+            "min_value": "Give the order as a whole number, 0 or more.",
+            "max_value": "That order is too large.",
+        },
+    )
     is_active = forms.BooleanField(required=False)
-    parent = forms.IntegerField(required=False, min_value=1)
+    parent = forms.IntegerField(
+        required=False,
+        min_value=1,
+        error_messages={
+            "invalid": "Choose a parent class from the list.",
+            "min_value": "Choose a parent class from the list.",
+        },
+    )
 
 
 class MergeForm(forms.Form):
-    name = forms.CharField(max_length=100)
+    name = forms.CharField(
+        max_length=100,
+        error_messages={
+            "required": "Name the merged class.",
+            "max_length": "Keep the name under %(limit_value)d characters.",
+        },
+    )
 
     def clean(self):
         cleaned = super().clean()
@@ -65,5 +121,24 @@ class MergeForm(forms.Form):
 
 
 class SplitStartForm(forms.Form):
-    label_class = forms.IntegerField(min_value=1)
-    names = forms.CharField(max_length=500, help_text="New class names, comma-separated.")
+    label_class = forms.IntegerField(
+        min_value=1,
+        error_messages={
+            "required": "Choose the class to split.",
+            "invalid": "Choose the class to split.",
+            "min_value": "Choose the class to split.",
+        },
+    )
+    names = forms.CharField(
+        max_length=500,
+        help_text="New class names, comma-separated.",
+        error_messages={
+            "required": "Name the new classes, separated by commas.",
+            "max_length": "Keep the names under %(limit_value)d characters in all.",
+        },
+    )
+
+
+def error_messages(form: forms.Form) -> list[str]:
+    """Every message of a form, field ones first, without the field names."""
+    return [message for errors in form.errors.values() for message in errors]

@@ -23,6 +23,11 @@ urlpatterns = [
     path("projects/<int:project_id>/taxonomy/split/", views.split_start, name="split-start"),
     path("projects/<int:project_id>/taxonomy/history/", views.taxonomy_history, name="history"),
     path("projects/<int:project_id>/members/", views.member_set, name="member-set"),
+    path(
+        "projects/<int:project_id>/members/<int:member_id>/remove/",
+        views.member_remove,
+        name="member-remove",
+    ),
     path("projects/<int:project_id>/upload/", views.images_upload, name="upload"),
     path("projects/<int:project_id>/label/", views.label_page, name="label"),
     path("projects/<int:project_id>/label/undo/", views.label_undo, name="label-undo"),

@@ -1,5 +1,7 @@
 """HTML pages. Each view checks access, calls one service or selector and renders;
-htmx requests get the named partial of the same template."""
+htmx requests get the named partial of the same template. A refused form answers 400
+with that same partial, its errors beside the form and the values typed kept
+(static/js/errors.js has htmx swap 400s in like 200s)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from django.http import (
     HttpResponseBadRequest,
 )
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from labeling import access, selectors, services
 from labeling.forms import (
@@ -29,8 +33,9 @@ from labeling.forms import (
     MergeForm,
     ProjectForm,
     SplitStartForm,
+    error_messages,
 )
-from labeling.models import Image, Project
+from labeling.models import Image, LabelClass, Project, TaxonomyChange
 
 GRID_PAGE_SIZE = 60
 
@@ -53,10 +58,27 @@ def _partial(request: HttpRequest, template: str, partial: str) -> str:
 def project_list(request: HttpRequest) -> HttpResponse:
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        project = services.project_create(user=request.user, **form.cleaned_data)
-        return redirect("labeling:project-detail", project_id=project.pk)
+        try:
+            project = services.project_create(user=request.user, **form.cleaned_data)
+            return redirect("labeling:project-detail", project_id=project.pk)
+        except ValidationError as error:
+            _form_errors(form, error)
     projects = selectors.project_list(user=request.user)
-    return render(request, "labeling/project_list.html", {"projects": projects, "form": form})
+    return render(
+        request,
+        "labeling/project_list.html",
+        {"projects": projects, "form": form},
+        status=400 if form.errors else 200,
+    )
+
+
+def _class_form(project: Project) -> LabelClassForm:
+    """An empty class form whose colour is the one the palette gives the next class (a
+    colour input cannot be left empty: it would send black)."""
+    count = LabelClass.objects.filter(project=project).count()
+    return LabelClassForm(
+        initial={"color": services.CLASS_COLOURS[count % len(services.CLASS_COLOURS)]}
+    )
 
 
 def _project_context(request: HttpRequest, project: Project, **extra) -> dict:
@@ -66,8 +88,9 @@ def _project_context(request: HttpRequest, project: Project, **extra) -> dict:
         "classes": selectors.label_class_list(project=project),
         "counts": selectors.project_counts(project=project),
         "members": selectors.membership_list(project=project),
-        "class_form": LabelClassForm(),
+        "class_form": _class_form(project),
         "member_form": MemberForm(),
+        "member_errors": [],
         "max_files": settings.DATA_UPLOAD_MAX_NUMBER_FILES,
         **extra,
     }
@@ -94,7 +117,7 @@ def label_class_create(request: HttpRequest, project_id: int) -> HttpResponse:
                 key=form.cleaned_data["key"] or None,
                 actor=request.user,
             )
-            form = LabelClassForm()
+            form = _class_form(project)
         except ValidationError as error:
             _form_errors(form, error)
     context = _project_context(request, project, class_form=form)
@@ -117,6 +140,29 @@ def member_set(request: HttpRequest, project_id: int) -> HttpResponse:
     context = _project_context(request, project, member_form=form)
     template = _partial(request, "labeling/project_detail.html", "member-section")
     return render(request, template, context, status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, project_id: int, member_id: int) -> HttpResponse:
+    membership = access.membership_access(
+        user=request.user, project_id=project_id, membership_id=member_id
+    )
+    project = membership.project
+    try:
+        services.membership_remove(membership=membership)
+    except ValidationError as error:
+        context = _project_context(request, project, member_errors=error.messages)
+        template = _partial(request, "labeling/project_detail.html", "member-section")
+        return render(request, template, context, status=400)
+    if membership.user_id == request.user.pk:
+        # Whoever leaves a project can no longer see it.
+        url = reverse("labeling:project-list")
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    if not request.htmx:
+        return redirect("labeling:project-detail", project_id=project.pk)
+    context = _project_context(request, project)
+    return render(request, "labeling/project_detail.html#member-section", context)
 
 
 @login_required
@@ -153,11 +199,16 @@ def _panel(request: HttpRequest, project: Project, *, first: Image | None = None
         queued = services.queue_reserve(project=project, user=request.user)
         revisiting = bool(queued)
     images = ([first] if first else []) + queued
+    image = images[0] if images else None
+    classes = list(selectors.label_class_list(project=project, active_only=True))
+    # Enter accepts the model's suggestion, when it is a class one may label with now.
+    suggested = next((c for c in classes if image and c.pk == image.suggested_class_id), None)
     return {
         "project": project,
-        "image": images[0] if images else None,
+        "image": image,
         "next_image": images[1] if len(images) > 1 else None,
-        "classes": selectors.label_class_list(project=project, active_only=True),
+        "classes": classes,
+        "suggested": suggested,
         "counts": selectors.project_counts(project=project),
         "revisiting": revisiting,
     }
@@ -224,7 +275,7 @@ def _message(error: Exception) -> str:
 # --- grid ----------------------------------------------------------------------------
 
 
-def _grid_context(request: HttpRequest, project: Project) -> dict:
+def _grid_context(request: HttpRequest, project: Project, **extra) -> dict:
     filters = {key: request.GET.get(key, "") for key in ("label", "suggested", "order")}
     try:
         images = selectors.image_list(project=project, filters=filters)
@@ -238,7 +289,12 @@ def _grid_context(request: HttpRequest, project: Project) -> dict:
         "filters": filters,
         "query": urlencode({k: v for k, v in filters.items() if v}),
         "classes": selectors.label_class_list(project=project),
+        # Only the classes one may label with: parents are labeled through their children.
+        "assignable": selectors.label_class_list(project=project, active_only=True),
         "counts": selectors.project_counts(project=project),
+        "selected": set(),
+        "chosen": "",
+        **extra,
     }
 
 
@@ -272,10 +328,17 @@ def grid_assign(request: HttpRequest, project_id: int) -> HttpResponse:
             messages.error(request, _message(error))
             status = 400
     else:
-        messages.error(request, " ".join(form.non_field_errors()) or "Choose a class.")
+        messages.error(request, " ".join(error_messages(form)))
         status = 400
+    extra = {}
+    if status == 400:
+        # Keep the selection and the class chosen, so the user can fix and send again.
+        extra = {
+            "selected": set(request.POST.getlist("images")),
+            "chosen": request.POST.get("label_class", ""),
+        }
     template = _partial(request, "labeling/grid.html", "image-grid")
-    return render(request, template, _grid_context(request, project), status=status)
+    return render(request, template, _grid_context(request, project, **extra), status=status)
 
 
 # --- media ---------------------------------------------------------------------------
@@ -285,7 +348,8 @@ def grid_assign(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_GET
 def image_file(request: HttpRequest, project_id: int, image_id: int) -> FileResponse:
     image = access.image_access(user=request.user, project_id=project_id, image_id=image_id)
-    return file_response(image.file)
+    # A TIFF is shown through its JPEG preview: browsers cannot display TIFF.
+    return file_response(image.preview or image.file)
 
 
 @login_required
@@ -305,15 +369,60 @@ def file_response(field) -> FileResponse:
 # --- classes: edit, merge, split, history ----------------------------------------------
 
 
-def _classes_context(request: HttpRequest, project: Project) -> dict:
+def _class_rows(counts, edit: dict | None) -> list[dict]:
+    """The class table's rows; the row just refused shows what was typed and why."""
+    rows = []
+    for row in counts.per_class:
+        c = row.label_class
+        values = {
+            "name": c.name,
+            "color": c.color,
+            "key": c.key,
+            "order": c.order,
+            "is_active": c.is_active,
+            "parent": str(c.parent_id or ""),
+        }
+        errors: list[str] = []
+        if edit and edit["class_id"] == c.pk:
+            values, errors = edit["values"], edit["errors"]
+        rows.append({"label_class": c, "count": row.count, "values": values, "errors": errors})
+    return rows
+
+
+def _classes_context(
+    request: HttpRequest,
+    project: Project,
+    *,
+    edit: dict | None = None,
+    merge_form: dict | None = None,
+    split_form: dict | None = None,
+    undo: dict | None = None,
+) -> dict:
+    counts = selectors.project_counts(project=project)
     return {
         "project": project,
         "can_edit": access.role_of(user=request.user, project=project) in access.CURATORS,
         "classes": selectors.label_class_list(project=project),
-        "counts": selectors.project_counts(project=project),
+        "counts": counts,
+        "rows": _class_rows(counts, edit),
         "merges": selectors.class_merge_list(project=project)[:20],
         "splits": selectors.class_split_open(project=project).select_related("source"),
+        "merge_form": merge_form or {"values": {"name": "", "classes": []}, "errors": []},
+        "split_form": split_form or {"values": {"label_class": "", "names": ""}, "errors": []},
+        "undo": undo or {"merge_id": None, "errors": []},
     }
+
+
+def _classes_render(request: HttpRequest, project: Project, *, status: int = 200, **forms):
+    template = _partial(request, "labeling/classes.html", "classes-content")
+    return render(request, template, _classes_context(request, project, **forms), status=status)
+
+
+def _classes_done(request: HttpRequest, project: Project, success: str) -> HttpResponse:
+    messages.success(request, success)
+    if request.htmx:
+        return _classes_render(request, project)
+    return redirect("labeling:classes", project_id=project.pk)
 
 
 @login_required
@@ -323,42 +432,39 @@ def classes_page(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "labeling/classes.html", _classes_context(request, project))
 
 
-def _done(request: HttpRequest, action, success: str) -> object | None:
-    """Run a service call, turning its refusal into a message; returns its result."""
-    try:
-        result = action()
-    except ValidationError as error:
-        messages.error(request, _message(error))
-        return None
-    messages.success(request, success.format(result=result))
-    return result
-
-
 @login_required
 @require_POST
 def class_update(request: HttpRequest, project_id: int, class_id: int) -> HttpResponse:
     label_class = access.label_class_access(
         user=request.user, project_id=project_id, class_id=class_id, roles=access.CURATORS
     )
+    project = label_class.project
     form = LabelClassEditForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-        return redirect("labeling:classes", project_id=project_id)
-    changes = dict(form.cleaned_data)
-    parent_id = changes.pop("parent")
-    parent = None
-    if parent_id:
-        parent = access.label_class_access(
-            user=request.user, project_id=project_id, class_id=parent_id
-        )
-    _done(
-        request,
-        lambda: services.label_class_update(
+    try:
+        if not form.is_valid():
+            raise ValidationError(error_messages(form))
+        changes = dict(form.cleaned_data)
+        parent_id = changes.pop("parent")
+        parent = None
+        if parent_id:
+            parent = access.label_class_access(
+                user=request.user, project_id=project_id, class_id=parent_id
+            )
+        label_class = services.label_class_update(
             label_class=label_class, actor=request.user, parent=parent, **changes
-        ),
-        "Saved {result.name}.",
-    )
-    return redirect("labeling:classes", project_id=project_id)
+        )
+    except ValidationError as error:
+        typed = {
+            "name": request.POST.get("name", ""),
+            "color": request.POST.get("color", ""),
+            "key": request.POST.get("key", ""),
+            "order": request.POST.get("order", ""),
+            "is_active": "is_active" in request.POST,
+            "parent": request.POST.get("parent", ""),
+        }
+        edit = {"class_id": label_class.pk, "values": typed, "errors": error.messages}
+        return _classes_render(request, project, status=400, edit=edit)
+    return _classes_done(request, project, f"Saved {label_class.name}.")
 
 
 @login_required
@@ -366,21 +472,21 @@ def class_update(request: HttpRequest, project_id: int, class_id: int) -> HttpRe
 def classes_merge(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
     form = MergeForm(request.POST)
-    if form.is_valid():
+    try:
+        if not form.is_valid():
+            raise ValidationError(error_messages(form))
         classes = [
             access.label_class_access(user=request.user, project_id=project_id, class_id=pk)
             for pk in form.cleaned_data["classes"]
         ]
-        _done(
-            request,
-            lambda: services.label_class_merge(
-                project=project, classes=classes, name=form.cleaned_data["name"], actor=request.user
-            ),
-            "Merged into {result.target.name}; the model retrains.",
+        merge = services.label_class_merge(
+            project=project, classes=classes, name=form.cleaned_data["name"], actor=request.user
         )
-    else:
-        messages.error(request, "Choose the classes and name the merged one.")
-    return redirect("labeling:classes", project_id=project_id)
+    except ValidationError as error:
+        typed = {"name": request.POST.get("name", ""), "classes": request.POST.getlist("classes")}
+        merge_form = {"values": typed, "errors": error.messages}
+        return _classes_render(request, project, status=400, merge_form=merge_form)
+    return _classes_done(request, project, f"Merged into {merge.target.name}; the model retrains.")
 
 
 @login_required
@@ -390,37 +496,90 @@ def merge_undo(request: HttpRequest, project_id: int, merge_id: int) -> HttpResp
     merge = selectors.class_merge_list(project=project).filter(pk=merge_id).first()
     if merge is None:
         raise Http404("No such merge.")
-    _done(
-        request,
-        lambda: services.label_class_merge_undo(merge=merge, actor=request.user),
-        "Merge undone: {result} labels restored.",
-    )
-    return redirect("labeling:classes", project_id=project_id)
+    try:
+        restored = services.label_class_merge_undo(merge=merge, actor=request.user)
+    except ValidationError as error:
+        undo = {"merge_id": merge.pk, "errors": error.messages}
+        return _classes_render(request, project, status=400, undo=undo)
+    return _classes_done(request, project, f"Merge undone: {restored} labels restored.")
 
 
 @login_required
 @require_POST
 def split_start(request: HttpRequest, project_id: int) -> HttpResponse:
-    access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
+    project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
     form = SplitStartForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Choose a class and name the new classes.")
-        return redirect("labeling:classes", project_id=project_id)
-    label_class = access.label_class_access(
-        user=request.user, project_id=project_id, class_id=form.cleaned_data["label_class"]
-    )
-    split = _done(
-        request,
-        lambda: services.label_class_split_start(
+    try:
+        if not form.is_valid():
+            raise ValidationError(error_messages(form))
+        label_class = access.label_class_access(
+            user=request.user, project_id=project_id, class_id=form.cleaned_data["label_class"]
+        )
+        split = services.label_class_split_start(
             label_class=label_class,
             names=form.cleaned_data["names"].split(","),
             actor=request.user,
-        ),
-        "Label a few images of each new class, then ask for suggestions.",
-    )
-    if split is None:
-        return redirect("labeling:classes", project_id=project_id)
-    return redirect("models_app:split", project_id=project_id, split_id=split.pk)
+        )
+    except ValidationError as error:
+        typed = {
+            "label_class": request.POST.get("label_class", ""),
+            "names": request.POST.get("names", ""),
+        }
+        split_form = {"values": typed, "errors": error.messages}
+        return _classes_render(request, project, status=400, split_form=split_form)
+    messages.success(request, "Label a few images of each new class, then ask for suggestions.")
+    url = reverse("models_app:split", kwargs={"project_id": project_id, "split_id": split.pk})
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+# --- the taxonomy history ----------------------------------------------------------------
+
+_FIELD_WORDS = {
+    "name": "name",
+    "color": "colour",
+    "key": "key",
+    "order": "order",
+    "is_active": "active",
+    "parent": "parent",
+}
+
+
+def _history_value(field: str, value, names: dict[int, str]) -> str:
+    if value is None or value == "":
+        return "none"
+    if field == "parent":
+        return repr(names[value]) if value in names else "a deleted class"
+    if field == "is_active":
+        return "yes" if value else "no"
+    return repr(value)
+
+
+def _history_summary(change: TaxonomyChange, names: dict[int, str]) -> str:
+    """A class change in words: the log stores a parent as a class id, so the text is
+    rebuilt from the stored details with the names of the classes."""
+    changes = change.details.get("changes") if change.kind == TaxonomyChange.Kind.UPDATE else None
+    if not isinstance(changes, dict) or not changes:
+        return change.summary
+    # The summary starts with the class's name at the time ("Class 'cat': ").
+    starts = [
+        change.summary.find(f": {field} {old!r} → ")
+        for field, (old, _new) in changes.items()
+        if f": {field} {old!r} → " in change.summary
+    ]
+    if starts:
+        prefix = change.summary[: min(starts) + 2]
+    else:
+        name = names.get(change.details.get("class"))
+        prefix = f"Class {name!r}: " if name else "Class: "
+    order = list(_FIELD_WORDS)
+    parts = [
+        f"{_FIELD_WORDS.get(field, field)} {_history_value(field, old, names)}"
+        f" → {_history_value(field, new, names)}"
+        for field, (old, new) in sorted(
+            changes.items(), key=lambda item: order.index(item[0]) if item[0] in order else 99
+        )
+    ]
+    return prefix + ", ".join(parts) + "."
 
 
 @login_required
@@ -430,4 +589,8 @@ def taxonomy_history(request: HttpRequest, project_id: int) -> HttpResponse:
     page = Paginator(selectors.taxonomy_change_list(project=project), 100).get_page(
         request.GET.get("page")
     )
-    return render(request, "labeling/class_history.html", {"project": project, "page": page})
+    names = {c.pk: c.name for c in selectors.label_class_list(project=project)}
+    rows = [(change, _history_summary(change, names)) for change in page]
+    return render(
+        request, "labeling/class_history.html", {"project": project, "page": page, "rows": rows}
+    )

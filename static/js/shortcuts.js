@@ -21,6 +21,7 @@
     if (busy) return;
     busy = true;
     htmx.ajax("POST", button.getAttribute("hx-post"), {
+      source: button,
       target: "#annotation-panel",
       swap: "outerHTML",
       values: JSON.parse(button.getAttribute("hx-vals") || "{}"),
@@ -32,6 +33,14 @@
     let button = null;
     if (event.key === " ") {
       button = panel.querySelector('[data-action="skip"]');
+    } else if (event.key === "Enter") {
+      // Accept the model's suggestion: the same request as that class's own key. With
+      // no suggestion, Enter does nothing (and never clicks a focused button).
+      button = panel.querySelector(".class-button.suggested");
+      if (!button) {
+        event.preventDefault();
+        return;
+      }
     } else if (event.key === "Backspace" || (event.ctrlKey && event.key.toLowerCase() === "z")) {
       button = panel.querySelector('[data-action="undo"]');
     } else if (!event.ctrlKey && event.key.length === 1) {
@@ -74,23 +83,38 @@
     }
   }
 
-  // Prediction and review cards: keys act on the first card still waiting for a
-  // decision (Enter confirms or keeps, a class key corrects or relabels).
-  function currentCard(list) {
-    list.querySelectorAll(".card.current").forEach((c) => c.classList.remove("current"));
-    const card = list.querySelector(".card[data-pending]");
+  // Prediction and review cards: keys act on the highlighted card, the first one still
+  // waiting for a decision in the page, or the one clicked (Enter confirms or keeps, a
+  // class key corrects or relabels). Decided cards have no data-pending and no keys.
+  let chosen = null;
+  function lists() {
+    return Array.from(document.querySelectorAll('[data-shortcuts="cards"]'));
+  }
+  function highlight() {
+    const all = lists();
+    let card = chosen && chosen.isConnected && chosen.hasAttribute("data-pending") ? chosen : null;
+    if (!card) {
+      chosen = null;
+      card = all.map((list) => list.querySelector(".card[data-pending]")).find(Boolean) || null;
+    }
+    all.forEach((list) => list.querySelectorAll(".card.current").forEach((c) => {
+      if (c !== card) c.classList.remove("current");
+    }));
     if (card) card.classList.add("current");
     return card;
   }
-  document.addEventListener("htmx:afterSettle", () => {
-    document.querySelectorAll('[data-shortcuts="cards"]').forEach(currentCard);
-  });
-  document.addEventListener("DOMContentLoaded", () => {
-    document.querySelectorAll('[data-shortcuts="cards"]').forEach(currentCard);
+  document.addEventListener("htmx:afterSettle", highlight);
+  document.addEventListener("DOMContentLoaded", highlight);
+  document.addEventListener("click", (event) => {
+    const card = event.target.closest && event.target.closest('[data-shortcuts="cards"] .card[data-pending]');
+    if (card) {
+      chosen = card;
+      highlight();
+    }
   });
 
-  function cardKeys(event, lists) {
-    const card = lists.map(currentCard).find(Boolean);
+  function cardKeys(event) {
+    const card = highlight();
     if (!card || event.ctrlKey || event.repeat) return;
     const key = CSS.escape(event.key.toLowerCase());
     const button = card.querySelector('button[data-key="' + key + '"]');
@@ -99,7 +123,8 @@
     if (busy) return;
     busy = true;
     htmx.ajax("POST", button.getAttribute("hx-post"), {
-      target: "#" + card.id,
+      source: button,
+      target: card,
       swap: "outerHTML",
       values: JSON.parse(button.getAttribute("hx-vals") || "{}"),
       headers: JSON.parse(document.body.getAttribute("hx-headers") || "{}"),
@@ -112,7 +137,6 @@
     if (panel) return labelKeys(event, panel);
     const grid = document.querySelector('[data-shortcuts="grid"]');
     if (grid) return gridKeys(event, grid);
-    const lists = Array.from(document.querySelectorAll('[data-shortcuts="cards"]'));
-    if (lists.length) return cardKeys(event, lists);
+    if (lists().length) return cardKeys(event);
   });
 })();

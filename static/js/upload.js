@@ -89,6 +89,10 @@
     }
     status.textContent = counts.created + " added, " + counts.duplicate + " duplicate, " + counts.rejected + " refused.";
     htmx.ajax("GET", window.location.href, { target: "#class-section", select: "#class-section", swap: "outerHTML" });
+    // The model card counts the new images and keeps polling while they are embedded.
+    if (form.dataset.statusUrl && document.getElementById("learner-status")) {
+      htmx.ajax("GET", form.dataset.statusUrl, { target: "#learner-status", swap: "outerHTML" });
+    }
   }
 
   form.addEventListener("submit", function (event) {

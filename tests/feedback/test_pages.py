@@ -109,3 +109,75 @@ def test_review_page_lists_disputed_labels_and_records_decisions(
     )
     assert bad.status_code == 400 and "Choose one of" in bad.content.decode()
     assert Annotation.objects.filter(image=trouser).count() == 3
+
+
+@pytest.fixture
+def waiting_prediction(project, images, classes):
+    from models_app.models import ModelVersion
+
+    version = ModelVersion.objects.create(
+        project=project, number=1, trigger="api", status="succeeded", backbone="x"
+    )
+    return Prediction.objects.create(
+        project=project,
+        image=images[0],
+        model_version=version,
+        status="predicted",
+        predicted_class=classes[0],
+        confidence=0.9,
+        top=[{"class_id": classes[0].pk, "confidence": 0.9}],
+    )
+
+
+def test_a_resolved_prediction_shows_its_decision_without_buttons(
+    project, annotator, classes, waiting_prediction
+):
+    client = client_for(annotator)
+    url = f"/projects/{project.pk}/predict/{waiting_prediction.pk}/resolve/"
+    card = client.post(url, {"label_class": classes[1].pk}, HTTP_HX_REQUEST="true")
+    html = card.content.decode()
+    assert card.status_code == 200 and "Corrected to <strong>dog</strong>" in html
+    assert "<button" not in html and "data-pending" not in html
+    page = client.get(f"/projects/{project.pk}/predict/").content.decode()
+    card_html = page.split(f'id="prediction-{waiting_prediction.pk}"')[1].split("</article>")[0]
+    assert "Corrected to <strong>dog</strong>" in card_html and "hx-post" not in card_html
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="feedback.services.prediction_resolve re-decides a resolved prediction on purpose; "
+    "refusing it needs a change there (see the issue's note)",
+)
+def test_a_second_decision_on_a_prediction_is_refused(
+    project, annotator, classes, waiting_prediction
+):
+    client = client_for(annotator)
+    url = f"/projects/{project.pk}/predict/{waiting_prediction.pk}/resolve/"
+    client.post(url, {"label_class": classes[1].pk}, HTTP_HX_REQUEST="true")
+    again = client.post(url, HTTP_HX_REQUEST="true")
+    assert again.status_code in (400, 409) and "already" in again.content.decode()
+    waiting_prediction.refresh_from_db()
+    assert waiting_prediction.status == "corrected"
+
+
+def test_the_threshold_form_answers_in_place(project, owner):
+    client = client_for(owner)
+    url = f"/projects/{project.pk}/predict/settings/"
+    refused = client.post(url, {"uncertain_below": "150"}, HTTP_HX_REQUEST="true")
+    html = refused.content.decode()
+    assert refused.status_code == 400 and 'id="threshold-form"' in html and "<html" not in html
+    assert "a number of percent, from 0 to 100" in html and 'value="150"' in html
+    saved = client.post(url, {"uncertain_below": "45"}, HTTP_HX_REQUEST="true")
+    assert saved.status_code == 200 and "Predictions under 45% now enter" in saved.content.decode()
+    assert services.feedback_settings(project=project).uncertain_below == 0.45
+
+
+def test_predict_refused_beside_the_form(project, annotator, images):
+    from tests.factories import image_upload
+
+    client = client_for(annotator)
+    response = client.post(
+        f"/projects/{project.pk}/predict/", {"files": [image_upload(50)]}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 400 and response["HX-Retarget"] == "#predict-errors"
+    assert "no trained model yet" in response.content.decode()
