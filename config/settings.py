@@ -245,9 +245,24 @@ if _redis_url:
 else:
     Q_CLUSTER["orm"] = "default"
 
+
+def _brief_below_500(record) -> bool:
+    # Django logs every refused request (403, 404, 400) with its traceback attached;
+    # for a 4xx the one line says all there is to say.
+    if getattr(record, "status_code", 500) < 500:
+        record.exc_info = record.exc_text = None
+    return True
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "brief_below_500": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": _brief_below_500,
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["brief_below_500"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }

@@ -143,23 +143,6 @@ def test_a_resolved_prediction_shows_its_decision_without_buttons(
     assert "Corrected to <strong>dog</strong>" in card_html and "hx-post" not in card_html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="feedback.services.prediction_resolve re-decides a resolved prediction on purpose; "
-    "refusing it needs a change there (see the issue's note)",
-)
-def test_a_second_decision_on_a_prediction_is_refused(
-    project, annotator, classes, waiting_prediction
-):
-    client = client_for(annotator)
-    url = f"/projects/{project.pk}/predict/{waiting_prediction.pk}/resolve/"
-    client.post(url, {"label_class": classes[1].pk}, HTTP_HX_REQUEST="true")
-    again = client.post(url, HTTP_HX_REQUEST="true")
-    assert again.status_code in (400, 409) and "already" in again.content.decode()
-    waiting_prediction.refresh_from_db()
-    assert waiting_prediction.status == "corrected"
-
-
 def test_the_threshold_form_answers_in_place(project, owner):
     client = client_for(owner)
     url = f"/projects/{project.pk}/predict/settings/"
