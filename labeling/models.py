@@ -205,6 +205,11 @@ class Image(models.Model):
     def draw_for(content_hash: str) -> float:
         return int(content_hash[:12], 16) / 16**12
 
+    @staticmethod
+    def second_draw_for(content_hash: str) -> float:
+        """Another uniform number from the hash, independent of `draw_for`."""
+        return int(content_hash[12:24], 16) / 16**12
+
 
 class Annotation(models.Model):
     """One labeling event. Rows are only ever added; `is_current` marks the one in force.

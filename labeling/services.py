@@ -629,15 +629,22 @@ def annotation_create(
 
 
 def split_for(*, image: Image) -> str:
-    """The split an image joins when first labeled, fixed by its hash draw: held-out
-    images are a uniform random sample of the project, whatever order they are labeled
-    in, and the same bytes always land in the same split."""
+    """The split an image joins when first labeled, fixed by its hash: held-out images
+    (draw below test + val fraction) are a uniform random sample of the project,
+    whatever order they are labeled in, and the same bytes always land in the same
+    split. Test or validation is decided by a second, independent number from the hash,
+    because the queue serves held-out images in draw order: deciding by the draw too
+    would serve every test image before the first validation one."""
     project = image.project
-    if image.draw < project.test_fraction:
-        return Image.Split.TEST
-    if image.draw < project.test_fraction + project.val_fraction:
-        return Image.Split.VAL
-    return Image.Split.TRAIN
+    held_out = project.test_fraction + project.val_fraction
+    if image.draw >= held_out:
+        return Image.Split.TRAIN
+    test_share = project.test_fraction / held_out
+    return (
+        Image.Split.TEST
+        if Image.second_draw_for(image.content_hash) < test_share
+        else (Image.Split.VAL)
+    )
 
 
 @transaction.atomic

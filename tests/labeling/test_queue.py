@@ -97,6 +97,25 @@ def test_held_out_images_are_interleaved_at_the_set_rate(project, classes, owner
     assert strategy_served == sorted(strategy_served, reverse=True)
 
 
+def test_validation_labels_come_from_the_start_not_after_every_test_image(
+    project, classes, owner, annotator
+):
+    """Held-out images are served in draw order; which of test and validation each
+    joins is an independent draw, so both fill up together (deciding by the draw once
+    served every test image before the first validation one)."""
+    project.test_fraction, project.val_fraction = 0.5, 0.5  # everything is held out
+    project.save()
+    add_images(project, owner, 40)
+    splits = []
+    for _ in range(20):
+        [image] = services.queue_reserve(project=project, user=annotator, count=1)
+        services.annotation_create(image=image, label_class=classes[0], annotator=annotator)
+        image.refresh_from_db()
+        splits.append(image.split)
+    assert 5 <= splits.count("val") <= 15 and 5 <= splits.count("test") <= 15
+    assert "val" in splits[:8] and "test" in splits[:8]
+
+
 def test_when_one_kind_runs_out_the_other_fills_every_slot(project, images, annotator):
     project.test_fraction, project.val_fraction = 0.5, 0.5  # everything is held out
     project.save()
