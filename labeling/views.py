@@ -211,6 +211,7 @@ def _panel(request: HttpRequest, project: Project, *, first: Image | None = None
         "suggested": suggested,
         "counts": selectors.project_counts(project=project),
         "revisiting": revisiting,
+        "queue_order": selectors.queue_order(project=project),
     }
 
 

@@ -181,3 +181,27 @@ def test_concurrent_callers_never_receive_the_same_image(project, owner):
     assert len(everything) == 24  # 12 annotators × 2 held images, all served
     held = Image.objects.filter(project=project, reserved_by__isnull=False)
     assert held.count() == 24
+
+
+def test_the_labeling_page_says_which_order_the_queue_serves(project, classes, owner, annotator):
+    from django.test import Client
+
+    images = add_images(project, owner, 4)
+    client = Client()
+    client.force_login(annotator)
+
+    def order() -> str:
+        page = client.get(f"/projects/{project.pk}/label/").content.decode()
+        return page.split('data-order="')[1].split('"')[0]
+
+    assert order() == "random"  # nothing embedded and ranked yet
+    _prioritise(project, images, [0.4, 0.3, 0.2, 0.1])
+    assert order() == "cold-start"
+    services.image_suggestions_write(
+        project=project,
+        suggestions=[
+            services.Suggestion(image_id=i.pk, class_id=classes[0].pk, confidence=0.6, priority=0.5)
+            for i in images
+        ],
+    )
+    assert order() == "model"
