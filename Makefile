@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# pytest-xdist workers for `make test`, each with its own test database.
+TEST_WORKERS ?= auto
 
 .PHONY: run test install install-dev lint demo-data services bench-load
 
@@ -36,7 +38,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@url=$$(scripts/test-services.sh) && \
-	DATABASE_URL=$$url $(BIN)/pytest $(PYTEST_ARGS)
+	DATABASE_URL=$$url $(BIN)/pytest -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 services:
 	scripts/test-services.sh

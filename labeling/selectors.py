@@ -157,9 +157,7 @@ def queue_order(*, project: Project) -> QueueOrder:
         project=project, label__isnull=True, in_queue=True, status=Image.Status.ACTIVE
     )
     if waiting.filter(suggested_class__isnull=False).exists():
-        return QueueOrder(
-            "model", "The queue serves the images the model learns most from first."
-        )
+        return QueueOrder("model", "The queue serves the images the model learns most from first.")
     if waiting.exclude(priority=0).exists():
         return QueueOrder(
             "cold-start",

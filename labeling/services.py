@@ -311,6 +311,7 @@ def images_ingest(
     source: str = Image.Source.UPLOAD,
     label_class: LabelClass | None = None,
     in_queue: bool = True,
+    request_embedding: bool = True,
 ) -> list[FileResult]:
     """Store every acceptable image of a batch and report on each file.
 
@@ -319,7 +320,9 @@ def images_ingest(
     is unpacked with its folders as class names (missing classes are created). Exact
     duplicates of an image already in the project are reported and not stored again.
     Images stored with `in_queue=False` stay out of the labeling queue until
-    `images_queue_add` puts them in.
+    `images_queue_add` puts them in. Their embedding is requested on commit
+    (`images_embedding_request`) unless the caller stores embeddings itself
+    (`request_embedding=False`: the benchmarks' cache).
     """
     limits = upload_limits()
     results: list[FileResult] = []
@@ -335,7 +338,7 @@ def images_ingest(
             results=results,
         )
     finally:
-        if any(result.status == "created" for result in results):
+        if request_embedding and any(result.status == "created" for result in results):
             images_embedding_request(project=project)
     return results
 

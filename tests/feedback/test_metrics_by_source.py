@@ -14,9 +14,11 @@ from models_app import services as learner
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _draw(upload) -> float:
+def _draws(upload) -> tuple[float, float]:
+    """The two hash draws: held out or not, and then test or validation."""
     upload.seek(0)
-    return Image.draw_for(hashlib.sha256(upload.read()).hexdigest())
+    digest = hashlib.sha256(upload.read()).hexdigest()
+    return Image.draw_for(digest), Image.second_draw_for(digest)
 
 
 def test_test_metrics_and_training_counts_are_split_by_source(
@@ -26,8 +28,13 @@ def test_test_metrics_and_training_counts_are_split_by_source(
     candidates = new_uploads(20)
     test_share = project.test_fraction
     holdout = project.test_fraction + project.val_fraction
-    to_test = [(u, n) for u, n in candidates if _draw(u) < test_share][:3]
-    to_train = [(u, n) for u, n in candidates if _draw(u) >= holdout][:4]
+    test_of_held_out = test_share / holdout
+    to_test = [
+        (u, n)
+        for u, n in candidates
+        if _draws(u)[0] < holdout and _draws(u)[1] < test_of_held_out
+    ][:3]
+    to_train = [(u, n) for u, n in candidates if _draws(u)[0] >= holdout][:4]
     assert len(to_test) == 3 and len(to_train) == 4
     chosen = to_test + to_train
     batch = services.predictions_request(

@@ -13,7 +13,6 @@ Embeddings come from the cache `bench_active_learning` keeps (DATA_DIR/cache).
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -21,19 +20,12 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django_q.conf import Conf
 
 from feedback import selectors, services
 from labeling import services as labeling_services
 from labeling.datasets import FASHION_MNIST_CLASSES, fashion_mnist_read
 from labeling.models import Image
-from models_app import services as learner
-from models_app.management.commands.bench_active_learning import (
-    EmbeddingCache,
-    Pool,
-    _project_delete,
-    _slug,
-)
+from models_app.benchmarks import Pool, embedding_cache, project_delete, synchronous_tasks
 
 
 class Command(BaseCommand):
@@ -56,28 +48,27 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         if not 100 <= options["labeled"] <= data.count:
             raise CommandError(f"--labeled is between 100 and {data.count}.")
-        cache = EmbeddingCache(Path(options["cache_dir"]) / f"{_slug(learner.backbone_key())}.npz")
+        cache = embedding_cache(options["cache_dir"])
         user, _ = get_user_model().objects.get_or_create(username="bench-mistakes")
         project = labeling_services.project_create(name="bench_mistakes (temporary)", user=user)
-        sync, Conf.SYNC = Conf.SYNC, True  # the scan task runs here and now, as a worker would
-        logging.getLogger("django-q").setLevel(logging.WARNING)
-        try:
-            pool = Pool.build(self, project, user, data, options["labeled"], cache)
-            cache.save()
-            flipped = self._label(pool, options["flip"], options["seed"])
-            started = time.monotonic()
-            scan = services.review_scan_request(project=project, user=user)
-            scan.refresh_from_db()
-            if scan.status != "succeeded":
-                raise CommandError(f"The review scan {scan.status}: {scan.error}")
-            seconds = time.monotonic() - started
-            ranking = list(
-                selectors.mistakes_list(project=project).values_list("image_id", flat=True)
-            )
-            conflicts = len(selectors.duplicate_conflicts(project=project))
-        finally:
-            Conf.SYNC = sync
-            _project_delete(project)
+        # The scan task runs here and now, as a worker would.
+        with synchronous_tasks():
+            try:
+                pool = Pool.build(self.stdout.write, project, user, data, options["labeled"], cache)
+                cache.save()
+                flipped = self._label(pool, options["flip"], options["seed"])
+                started = time.monotonic()
+                scan = services.review_scan_request(project=project, user=user)
+                scan.refresh_from_db()
+                if scan.status != "succeeded":
+                    raise CommandError(f"The review scan {scan.status}: {scan.error}")
+                seconds = time.monotonic() - started
+                ranking = list(
+                    selectors.mistakes_list(project=project).values_list("image_id", flat=True)
+                )
+                conflicts = len(selectors.duplicate_conflicts(project=project))
+            finally:
+                project_delete(project)
         report = score(ranking, flipped, labeled=pool.size)
         report.update(
             labeled=pool.size,

@@ -63,7 +63,10 @@ class Command(BaseCommand):
 
     def _measure(self, project, user, data, count, backbone) -> dict:
         uploads = [SimpleUploadedFile(f"b{i}.png", data.png(i)) for i in range(count)]
-        results = labeling_services.images_ingest(project=project, files=uploads, user=user)
+        # Embedded below, timed; no worker should race the measurement.
+        results = labeling_services.images_ingest(
+            project=project, files=uploads, user=user, request_embedding=False
+        )
         image_ids = [r.image_id for r in results if r.status == "created"]
         labels = np.array([data.labels[i] for i, r in enumerate(results) if r.status == "created"])
         batch = settings.LEARNER["EMBED_BATCH"]

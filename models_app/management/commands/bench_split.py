@@ -17,7 +17,6 @@ embeddings can do.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 
@@ -30,12 +29,7 @@ from labeling import services as labeling_services
 from labeling.datasets import FASHION_MNIST_CLASSES, fashion_mnist_read
 from labeling.models import Image
 from models_app import services
-from models_app.management.commands.bench_active_learning import (
-    EmbeddingCache,
-    Pool,
-    _project_delete,
-    _slug,
-)
+from models_app.benchmarks import Pool, embedding_cache, project_delete
 from models_app.ml.head import predict_proba, train_head
 
 PAIRS = (("T-shirt/top", "Shirt"), ("Pullover", "Coat"))
@@ -61,12 +55,11 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         if not 100 <= options["pool"] <= data.count:
             raise CommandError(f"--pool is between 100 and {data.count}.")
-        cache = EmbeddingCache(Path(options["cache_dir"]) / f"{_slug(services.backbone_key())}.npz")
+        cache = embedding_cache(options["cache_dir"])
         user, _ = get_user_model().objects.get_or_create(username="bench-split")
         project = labeling_services.project_create(name="bench_split (temporary)", user=user)
-        logging.getLogger("django-q").setLevel(logging.WARNING)
         try:
-            pool = Pool.build(self, project, user, data, options["pool"], cache)
+            pool = Pool.build(self.stdout.write, project, user, data, options["pool"], cache)
             cache.save()
             self._label(pool)
             pairs = {
@@ -74,7 +67,7 @@ class Command(BaseCommand):
                 for a, b in PAIRS
             }
         finally:
-            _project_delete(project)
+            project_delete(project)
         report = {
             "pairs": pairs,
             "pool": pool.size,
