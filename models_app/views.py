@@ -32,10 +32,9 @@ def _status_context(request: HttpRequest, project) -> dict:
     }
 
 
-@login_required
-@require_GET
-def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
-    project = access.project_access(user=request.user, project_id=project_id)
+def _dashboard_context(request: HttpRequest, project, settings_form=None) -> dict:
+    """Everything the dashboard shows; a refused settings form is shown with its errors
+    on the same full page (not on one stripped of the versions and metrics)."""
     context = _status_context(request, project)
     active = context["status"].active
     if active and active.metrics.get("test"):
@@ -55,10 +54,17 @@ def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
     if points:
         context["curve_svg"] = charts.learning_curve_svg(points)
     context["versions"] = selectors.model_version_list(project=project)[:50]
-    context["settings_form"] = LearnerSettingsForm(
-        instance=services.learner_settings(project=project)
-    )
-    return render(request, TEMPLATE, context)
+    if settings_form is None:
+        settings_form = LearnerSettingsForm(instance=services.learner_settings(project=project))
+    context["settings_form"] = settings_form
+    return context
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = access.project_access(user=request.user, project_id=project_id)
+    return render(request, TEMPLATE, _dashboard_context(request, project))
 
 
 class LearnerSettingsForm(forms.ModelForm):
@@ -76,9 +82,7 @@ def settings_update(request: HttpRequest, project_id: int) -> HttpResponse:
         services.learner_settings_update(project=project, **form.cleaned_data)
         messages.success(request, "Saved; the next version uses these settings.")
         return redirect("models_app:dashboard", project_id=project.pk)
-    context = _status_context(request, project)
-    context["settings_form"] = form
-    return render(request, TEMPLATE, context, status=400)
+    return render(request, TEMPLATE, _dashboard_context(request, project, form), status=400)
 
 
 @login_required

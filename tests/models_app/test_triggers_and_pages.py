@@ -194,3 +194,22 @@ def test_the_owner_changes_training_settings(trainable, project, owner, reviewer
     assert (learner.strategy, learner.head_kind, learner.fine_tune_epochs) == ("margin", "mlp", 3)
     version = services.model_version_request(project=project, trigger="button", user=owner)
     assert (version.strategy, version.head_kind, version.fine_tuned) == ("margin", "mlp", True)
+
+
+def test_a_refused_settings_form_is_shown_on_the_whole_dashboard(trainable, project, owner):
+    version = services.model_version_request(project=project, trigger="button", user=owner)
+    ModelVersion.objects.filter(pk=version.pk).update(status="succeeded", is_active=True)
+    form = {
+        "strategy": "margin",
+        "retrain_every": "50",
+        "head_kind": "linear",
+        "fine_tune_epochs": "1000",
+    }
+    bad = logged_in(owner).post(f"/projects/{project.pk}/model/settings/", form)
+    assert bad.status_code == 400
+    page = bad.content.decode()
+    assert "less than or equal to 100" in page
+    # The versions table and the model card stay as the dashboard shows them.
+    assert "v1 <strong>(active)</strong>" in page
+    assert "No versions yet." not in page
+    assert LearnerSettings.objects.get(project=project).strategy == "auto"
