@@ -25,7 +25,6 @@ from labeling import services as labeling_services
 from labeling.models import Image, LabelClass, Project
 from labeling.services import FileResult, Upload
 from models_app import services as learner
-from models_app.ml.quality import cross_val_proba, label_quality, near_duplicate_pairs, nearest
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +197,7 @@ def _near_duplicate_conflicts(
     )
     embeddings = learner.project_embeddings(project=project)
     have = [pk for pk in embeddings.ids.tolist() if pk in labeled]
-    best, similarity = nearest(x, embeddings.of(have))
+    best, similarity = learner.nearest_neighbours(queries=x, x=embeddings.of(have))
     out: list[tuple[int, int] | None] = []
     limit = settings.FEEDBACK["NEAR_DUPLICATE_SIMILARITY"]
     for b, s, p in zip(best.tolist(), similarity.tolist(), predicted.tolist(), strict=True):
@@ -315,16 +314,10 @@ def _scan(scan: ReviewScan) -> None:
     y = np.asarray([index[label_id] for _, label_id in rows], dtype=np.int64)
     x = learner.project_embeddings(project=project).of(ids)
     config = settings.FEEDBACK
-    proba = cross_val_proba(
-        x,
-        y,
-        len(class_ids),
-        folds=config["REVIEW_FOLDS"],
-        seed=scan.pk,
-        device=str(learner.backbone_load().device),
+    quality = learner.label_scores(
+        x=x, y=y, n_classes=len(class_ids), folds=config["REVIEW_FOLDS"], seed=scan.pk
     )
-    quality = label_quality(y, proba)
-    pairs = near_duplicate_pairs(x, similarity=config["NEAR_DUPLICATE_SIMILARITY"])
+    pairs = learner.near_duplicates(x=x, similarity=config["NEAR_DUPLICATE_SIMILARITY"])
     with transaction.atomic():
         LabelScore.objects.filter(image__project=project).delete()
         LabelScore.objects.bulk_create(

@@ -106,7 +106,7 @@ def test_an_error_inside_training_is_recorded_and_changes_nothing(
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(services, "train_head_self", broken)
+    monkeypatch.setattr(services.versions, "train_head_self", broken)
     second = services.model_version_request(project=project, trigger="button", user=owner)
     services.model_version_train(version_id=second.pk)
     second.refresh_from_db()

@@ -1,0 +1,93 @@
+"""Writes to the dataset, one module per domain: projects (and members), classes,
+images (ingest), annotations (labels, undo, review decisions, the learner's
+suggestions), taxonomy (merge and split) and the queue. Each function is one
+transaction unless its docstring says why not; the public names are importable from
+here.
+
+Callers (views, API views, admin actions, commands, tasks) check access first with
+`labeling.access`; these functions trust that the actor may do what is asked.
+"""
+
+from __future__ import annotations
+
+from labeling.services.annotations import (
+    REVIEW_ACTIONS,
+    Suggestion,
+    annotation_create,
+    annotation_undo_last,
+    annotations_bulk_create,
+    image_review,
+    image_suggestions_write,
+    images_queue_add,
+    split_for,
+)
+from labeling.services.classes import (
+    CLASS_COLOURS,
+    CLASS_KEYS,
+    label_class_create,
+    label_class_update,
+)
+from labeling.services.images import (
+    FileResult,
+    Upload,
+    image_files_save,
+    images_embedding_request,
+    images_ingest,
+    upload_limits,
+)
+from labeling.services.projects import (
+    membership_remove,
+    membership_set,
+    project_create,
+    project_update,
+)
+from labeling.services.queue import (
+    queue_release,
+    queue_reserve,
+)
+from labeling.services.taxonomy import (
+    label_class_merge,
+    label_class_merge_undo,
+    label_class_split_cancel,
+    label_class_split_finish,
+    label_class_split_start,
+    split_accept,
+    split_assign,
+    split_suggestions_write,
+)
+
+__all__ = [
+    "CLASS_COLOURS",
+    "CLASS_KEYS",
+    "FileResult",
+    "REVIEW_ACTIONS",
+    "Suggestion",
+    "Upload",
+    "annotation_create",
+    "annotation_undo_last",
+    "annotations_bulk_create",
+    "image_files_save",
+    "image_review",
+    "image_suggestions_write",
+    "images_embedding_request",
+    "images_ingest",
+    "images_queue_add",
+    "label_class_create",
+    "label_class_merge",
+    "label_class_merge_undo",
+    "label_class_split_cancel",
+    "label_class_split_finish",
+    "label_class_split_start",
+    "label_class_update",
+    "membership_remove",
+    "membership_set",
+    "project_create",
+    "project_update",
+    "queue_release",
+    "queue_reserve",
+    "split_accept",
+    "split_assign",
+    "split_for",
+    "split_suggestions_write",
+    "upload_limits",
+]

@@ -1,0 +1,96 @@
+"""The queue's order: every unlabeled image's priority from the project's query strategy,
+and with a model its suggested class and confidence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from labeling.models import Image, Project
+from labeling.services import Suggestion, image_suggestions_write
+from models_app.ml.head import (
+    predict_proba,
+)
+from models_app.ml.strategies import rank
+from models_app.models import ModelVersion
+from models_app.services.embeddings import ProjectEmbeddings, backbone_load, project_embeddings
+from models_app.services.options import learner_settings
+from models_app.services.predictions import _head_of
+
+
+def queue_rank(
+    *,
+    project: Project,
+    embeddings: ProjectEmbeddings | None = None,
+    proba_for: Callable[[list[int]], np.ndarray] | None = None,
+    class_ids: list[int] | None = None,
+    seed: int | None = None,
+) -> int:
+    """Rank the unlabeled, embedded images of `project` with its query strategy and
+    store each one's queue priority, and, given a model (`proba_for` and the classes
+    its outputs are), its suggested class and confidence. Without a model this is the
+    cold start: typical, diverse images first (or random, as the strategy says).
+    Returns how many images were ranked."""
+    embeddings = embeddings or project_embeddings(project=project)
+    learner = learner_settings(project=project)
+    labeled_ids = set(
+        Image.objects.filter(project=project, label__isnull=False).values_list("id", flat=True)
+    )
+    labeled = np.fromiter((pk in labeled_ids for pk in embeddings.ids.tolist()), bool)
+    pool_ids = embeddings.ids[~labeled].tolist()
+    if not pool_ids:
+        return 0
+    proba = None
+    if proba_for is not None:
+        proba = np.zeros((len(labeled), len(class_ids)), dtype=np.float32)
+        proba[~labeled] = proba_for(pool_ids)
+    priority = rank(
+        learner.strategy,
+        embeddings=embeddings.matrix,
+        labeled=labeled,
+        proba=proba,
+        n_classes=len(class_ids) if class_ids else project.classes.filter(is_active=True).count(),
+        batch_size=learner.retrain_every or 50,
+        seed=seed,
+    )[~labeled]
+    if proba is None:
+        suggestions = [
+            Suggestion(image_id=pk, class_id=None, confidence=None, priority=float(p))
+            for pk, p in zip(pool_ids, priority, strict=True)
+        ]
+    else:
+        pool_proba = proba[~labeled]
+        best = pool_proba.argmax(axis=1)
+        confidence = pool_proba.max(axis=1)
+        suggestions = [
+            Suggestion(
+                image_id=pk,
+                class_id=class_ids[int(best[i])],
+                confidence=float(confidence[i]),
+                priority=float(priority[i]),
+            )
+            for i, pk in enumerate(pool_ids)
+        ]
+    return image_suggestions_write(project=project, suggestions=suggestions)
+
+
+def queue_rerank(*, project: Project, seed: int | None = None) -> int:
+    """Rank the queue again now, with the active model if there is one (new images get
+    its suggestions too) or as a cold start. A fine-tuned model runs over image files,
+    too slow to repeat here: its queue keeps its ranking until the next version."""
+    active = ModelVersion.objects.filter(project=project, is_active=True).first()
+    if active is None:
+        return queue_rank(project=project, seed=seed)
+    if active.fine_tuned or not active.artifact:
+        return 0
+    head = _head_of(active.artifact)
+    embeddings = project_embeddings(project=project)
+    device = str(backbone_load().device)
+    return queue_rank(
+        project=project,
+        embeddings=embeddings,
+        proba_for=lambda ids: predict_proba(head, embeddings.of(ids), device=device),
+        class_ids=active.class_ids,
+        seed=seed,
+    )
