@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,3 +48,23 @@ def embed_all(backbone: Backbone, sources: Sequence[str | Path], **kwargs) -> np
     for start, vectors in embed_batches(backbone, sources, **kwargs):
         out[start : start + len(vectors)] = vectors
     return out
+
+
+def raw_forward_throughput(
+    backbone: Backbone, sources: Sequence[str | Path], *, batch_size: int
+) -> float:
+    """Images a second through the backbone's forward pass alone: the images are
+    decoded and preprocessed beforehand, then embedded in batches of `batch_size` after
+    one warm-up batch (first-call allocations). The yardstick the pipeline is held to."""
+    torch.manual_seed(0)
+    tensors = torch.from_numpy(np.stack([preprocess(s, backbone.input) for s in sources]))
+    backbone.embed(tensors[:batch_size])
+    started = time.perf_counter()
+    for start in range(0, len(tensors), batch_size):
+        backbone.embed(tensors[start : start + batch_size])
+    return len(tensors) / (time.perf_counter() - started)
+
+
+def compute_threads() -> int:
+    """The CPU threads torch computes with here."""
+    return torch.get_num_threads()

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
@@ -25,8 +24,8 @@ from labeling import services as labeling_services
 from labeling.datasets import fashion_mnist_read
 from labeling.models import Image
 from models_app import services
+from models_app.ml.embed import compute_threads, raw_forward_throughput
 from models_app.ml.head import predict_proba, train_head
-from models_app.ml.preprocess import preprocess
 from models_app.models import Embedding, LearnerSettings
 
 
@@ -45,7 +44,6 @@ class Command(BaseCommand):
             data = fashion_mnist_read(Path(data_dir), "test")
         except (FileNotFoundError, ValueError) as error:
             raise CommandError(str(error)) from None
-        torch.manual_seed(0)
         backbone = services.backbone_load()
         user, _ = get_user_model().objects.get_or_create(username="bench-learner")
         project = labeling_services.project_create(name="bench_learner (temporary)", user=user)
@@ -73,14 +71,9 @@ class Command(BaseCommand):
 
         # Raw forward: the same images, preprocessed beforehand, in the same batch size.
         paths = [default_storage.path(p.file.name) for p in project.images.order_by("id")]
-        tensors = torch.from_numpy(np.stack([preprocess(p, backbone.input) for p in paths]))
-        backbone.embed(tensors[:batch])  # warm-up: first-call allocations
 
         def raw() -> float:
-            started = time.perf_counter()
-            for start in range(0, len(tensors), batch):
-                backbone.embed(tensors[start : start + batch])
-            return len(tensors) / (time.perf_counter() - started)
+            return raw_forward_throughput(backbone, paths, batch_size=batch)
 
         raw_before = raw()
         services.embeddings_claim(limit=len(image_ids), project=project)
@@ -126,7 +119,7 @@ class Command(BaseCommand):
             "train_10k_epochs": head.epochs,
             "score_100k_s": round(score_seconds, 3),
             "device": str(backbone.device),
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": compute_threads(),
             "backbone": services.backbone_key(),
             "data": f"{len(ids)} Fashion-MNIST test images (28x28 PNG); training, "
             "scoring and re-ranking reuse their embeddings with 10% noise to reach 10,000 "
