@@ -487,7 +487,9 @@ def classes_merge(request: HttpRequest, project_id: int) -> HttpResponse:
         typed = {"name": request.POST.get("name", ""), "classes": request.POST.getlist("classes")}
         merge_form = {"values": typed, "errors": error.messages}
         return _classes_render(request, project, status=400, merge_form=merge_form)
-    return _classes_done(request, project, f"Merged into {merge.target.name}; the model retrains.")
+    return _classes_done(
+        request, project, f"Merged into {merge.target.name}; a trained model retrains on its own."
+    )
 
 
 @login_required

@@ -71,6 +71,12 @@ class LearnerSettingsForm(forms.ModelForm):
     class Meta:
         model = LearnerSettings
         fields = ["strategy", "retrain_every", "head_kind", "fine_tune", "fine_tune_epochs"]
+        labels = {
+            "strategy": "Queue order",
+            "retrain_every": "Retrain after N new labels",
+            "head_kind": "Head",
+            "fine_tune_epochs": "Fine-tuning epochs",
+        }
 
 
 @login_required

@@ -30,9 +30,7 @@ def test_test_metrics_and_training_counts_are_split_by_source(
     holdout = project.test_fraction + project.val_fraction
     test_of_held_out = test_share / holdout
     to_test = [
-        (u, n)
-        for u, n in candidates
-        if _draws(u)[0] < holdout and _draws(u)[1] < test_of_held_out
+        (u, n) for u, n in candidates if _draws(u)[0] < holdout and _draws(u)[1] < test_of_held_out
     ][:3]
     to_train = [(u, n) for u, n in candidates if _draws(u)[0] >= holdout][:4]
     assert len(to_test) == 3 and len(to_train) == 4
