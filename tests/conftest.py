@@ -20,6 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hashing a password the production way takes most of a second here, and the
+    personas below make four users per test: a cheap hasher keeps the suite quick.
+    Processes the tests start (make run, gunicorn) hash their own users as usual."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
