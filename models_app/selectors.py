@@ -107,7 +107,7 @@ def projects_due_for_training() -> list[Project]:
     """Projects with nothing queued or running and either a merge, an undone merge or
     a finished split since their last version was requested (whatever the setting),
     or automatic retraining on and at least `retrain_every` labels added since."""
-    due = _reshaped_since_last_version()
+    due = projects_reshaped_since_last_version()
     for learner in LearnerSettings.objects.filter(retrain_every__gt=0).select_related("project"):
         if learner.project in due:
             continue
@@ -128,10 +128,6 @@ def projects_due_for_training() -> list[Project]:
 def projects_reshaped_since_last_version() -> list[Project]:
     """Projects with a merge, an undone merge or a finished split since their last
     version was requested, and nothing queued or running."""
-    return _reshaped_since_last_version()
-
-
-def _reshaped_since_last_version() -> list[Project]:
     changes = TaxonomyChange.objects.filter(kind__in=TaxonomyChange.RETRAIN)
     due = []
     for project in Project.objects.filter(pk__in=changes.values("project")):

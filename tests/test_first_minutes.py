@@ -14,10 +14,8 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +23,8 @@ from PIL import Image as PILImage
 
 from labeling.datasets import FASHION_MNIST_CLASSES
 from tests.http_api import ApiClient
-from tests.test_make_run import free_port, processes_with
+from tests.test_make_run import make_run_start, processes_with
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.smoke
 
 # Five garments whose shapes differ; the colour is drawn per image, so only the shape
@@ -100,27 +97,9 @@ class ProgressWatch(threading.Thread):
 
 
 def test_first_minutes_of_a_user_through_the_api(tmp_path, fashion):
-    port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
-    }
     data_dir = tmp_path / "data"
-    env["DATA_DIR"] = str(data_dir)
-    marker = f"DATA_DIR={env['DATA_DIR']}"
     began = time.monotonic()
-    process = subprocess.Popen(
-        ["make", "run", f"PORT={port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
-    reader.start()
-    base = f"http://127.0.0.1:{port}"
+    process, output, base, marker = make_run_start(data_dir)
     anon = ApiClient(base)
     facts: dict[str, object] = {}
     rng = np.random.default_rng(0)
@@ -309,7 +288,7 @@ def test_first_minutes_of_a_user_through_the_api(tmp_path, fashion):
         deadline = time.monotonic() + 15
         while processes_with(marker) and time.monotonic() < deadline:
             time.sleep(0.3)
-        reader.join(timeout=5)
+        process.reader.join(timeout=5)
         facts["total_s"] = round(time.monotonic() - began, 1)
         for key, value in facts.items():
             print(f"FACT {key}: {value}")

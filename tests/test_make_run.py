@@ -39,14 +39,15 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def test_make_run_serves_the_login_page_and_stops_on_ctrl_c(tmp_path):
+def make_run_start(data_dir: Path):
+    """`make run` as a user starts it, on a free port with its own DATA_DIR (SQLite,
+    the ORM broker) and no test settings: (process, its output as it comes, the base URL,
+    the environment marker of its processes)."""
     port = free_port()
     env = {
         k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
     }
-    env["DATA_DIR"] = str(tmp_path / "data")
-    marker = f"DATA_DIR={env['DATA_DIR']}"
-    started = time.monotonic()
+    env["DATA_DIR"] = str(data_dir)
     process = subprocess.Popen(
         ["make", "run", f"PORT={port}"],
         cwd=ROOT,
@@ -57,9 +58,14 @@ def test_make_run_serves_the_login_page_and_stops_on_ctrl_c(tmp_path):
         start_new_session=True,
     )
     output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
-    reader.start()
-    base = f"http://127.0.0.1:{port}"
+    process.reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    process.reader.start()
+    return process, output, f"http://127.0.0.1:{port}", f"DATA_DIR={env['DATA_DIR']}"
+
+
+def test_make_run_serves_the_login_page_and_stops_on_ctrl_c(tmp_path):
+    started = time.monotonic()
+    process, output, base, marker = make_run_start(tmp_path / "data")
     try:
         body = None
         while time.monotonic() - started < 120 and process.poll() is None:
@@ -101,6 +107,6 @@ def test_make_run_serves_the_login_page_and_stops_on_ctrl_c(tmp_path):
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert processes_with(marker) == [], "the server or the worker outlived Ctrl-C"
-    reader.join(timeout=5)
+    process.reader.join(timeout=5)
     log = "".join(output)
     assert "Q Cluster" in log and "has stopped" in log

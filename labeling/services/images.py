@@ -93,17 +93,32 @@ def images_ingest(
     limits = upload_limits()
     results: list[FileResult] = []
     try:
-        _images_ingest_each(
-            project=project,
-            files=files,
-            user=user,
-            source=source,
-            label_class=label_class,
-            in_queue=in_queue,
-            limits=limits,
-            results=results,
-        )
+        for upload in files:
+            name = upload.name or "unnamed"
+            if name.lower().endswith(".zip"):
+                results.extend(
+                    _zip_ingest(project=project, upload=upload, user=user, limits=limits)
+                )
+                continue
+            if upload.size > limits.max_image_bytes:
+                results.append(_rejected(name, too_large(upload.size, limits.max_image_bytes)))
+                continue
+            upload.seek(0)
+            data = upload.read(limits.max_image_bytes + 1)
+            results.append(
+                _image_ingest_one(
+                    project=project,
+                    name=name,
+                    data=data,
+                    user=user,
+                    source=source,
+                    label_class=label_class,
+                    limits=limits,
+                    in_queue=in_queue,
+                )
+            )
     finally:
+        # Also when a later file fails: the images stored before it get embedded.
         if request_embedding and any(result.status == "created" for result in results):
             images_embedding_request(project=project)
     return results
@@ -119,41 +134,6 @@ def images_embedding_request(*, project: Project) -> None:
             "models_app.tasks.embed_project", project.pk, task_name=f"embed project {project.pk}"
         )
     )
-
-
-def _images_ingest_each(
-    *,
-    project: Project,
-    files: Iterable[Upload],
-    user: AbstractBaseUser | None,
-    source: str,
-    label_class: LabelClass | None,
-    in_queue: bool,
-    limits: Limits,
-    results: list[FileResult],
-) -> None:
-    for upload in files:
-        name = upload.name or "unnamed"
-        if name.lower().endswith(".zip"):
-            results.extend(_zip_ingest(project=project, upload=upload, user=user, limits=limits))
-            continue
-        if upload.size > limits.max_image_bytes:
-            results.append(_rejected(name, too_large(upload.size, limits.max_image_bytes)))
-            continue
-        upload.seek(0)
-        data = upload.read(limits.max_image_bytes + 1)
-        results.append(
-            _image_ingest_one(
-                project=project,
-                name=name,
-                data=data,
-                user=user,
-                source=source,
-                label_class=label_class,
-                limits=limits,
-                in_queue=in_queue,
-            )
-        )
 
 
 def _rejected(name: str, message: str) -> FileResult:

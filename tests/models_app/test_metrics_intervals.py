@@ -4,6 +4,7 @@ bootstrap interval for macro-F1, both in every evaluation."""
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import f1_score
 
 from models_app.ml.metrics import evaluate, macro_f1_interval, wilson_interval
 
@@ -37,8 +38,15 @@ def test_intervals_shrink_as_the_held_out_set_grows_and_cover_the_truth():
     assert widths[2] < 0.1 < widths[0]
 
 
-def test_the_bootstrap_agrees_with_sklearn_on_a_resample_free_case():
+def test_the_bootstrap_counts_macro_f1_as_sklearn_does():
     y = np.array([0, 0, 1, 1, 2, 2])
-    # Perfect predictions: every resample scores 1.
+    # Perfect predictions: every resample scores 1; one label is too few to resample.
     assert macro_f1_interval(y, y, 3) == (1.0, 1.0)
     assert macro_f1_interval(y[:1], y[:1], 3) is None
+    # Its resamples centre on sklearn's macro-F1 (classes present in the truth).
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 4, 2000)
+    pred = np.where(rng.random(2000) < 0.6, truth, rng.integers(0, 4, 2000))
+    expected = f1_score(truth, pred, average="macro")
+    low, high = macro_f1_interval(truth, pred, 4)
+    assert low < expected < high and high - low < 0.06
