@@ -1,14 +1,17 @@
-"""The first minutes of a real user, through `make run` and the REST API only.
+"""The first minutes of a real user, through `make run` and the REST API.
 
-An owner uploads a class-sorted folder of transparent PNGs (all of one class, then the
-next), labels at once, before any embedding exists, retrains, predicts, and scans for
-mistakes. What a reviewer checks by hand: the queue does not serve upload order, the
-first version trains on nearly every class, thumbnails of transparent images are not
-black, predictions and the review scan work in the real worker, and no background task
-failed."""
+`make run` serves the login page and its static files, prints an admin password that
+logs in through the login form, and runs the web server and a worker. An owner uploads
+a class-sorted folder of transparent PNGs (all of one class, then the next), labels at
+once, before any embedding exists, retrains, predicts, and scans for mistakes. What a
+reviewer checks by hand: the queue does not serve upload order, the first version trains
+on nearly every class, thumbnails of transparent images are not black, predictions and
+the review scan work in the real worker, and no background task failed. Ctrl-C stops
+the web server and the worker."""
 
 from __future__ import annotations
 
+import http.cookiejar
 import io
 import os
 import re
@@ -16,6 +19,8 @@ import signal
 import sqlite3
 import threading
 import time
+import urllib.parse
+import urllib.request
 
 import numpy as np
 import pytest
@@ -23,7 +28,7 @@ from PIL import Image as PILImage
 
 from labeling.datasets import FASHION_MNIST_CLASSES
 from tests.http_api import ApiClient
-from tests.test_make_run import make_run_start, processes_with
+from tests.make_run import make_run_start, processes_with
 
 pytestmark = pytest.mark.smoke
 
@@ -96,6 +101,18 @@ class ProgressWatch(threading.Thread):
                 return
 
 
+def form_login(base: str, username: str, password: str) -> str:
+    """Log in through the HTML login form as a browser does; the URL it lands on."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    page = opener.open(f"{base}/accounts/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = {"username": username, "password": password, "csrfmiddlewaretoken": token}
+    data = urllib.parse.urlencode(form).encode()
+    return opener.open(urllib.request.Request(f"{base}/accounts/login/", data=data)).url
+
+
 def test_first_minutes_of_a_user_through_the_api(tmp_path, fashion):
     data_dir = tmp_path / "data"
     began = time.monotonic()
@@ -105,17 +122,24 @@ def test_first_minutes_of_a_user_through_the_api(tmp_path, fashion):
     rng = np.random.default_rng(0)
     watch = None
     try:
-        while time.monotonic() - began < 120 and process.poll() is None:
+        login_page = None
+        while time.monotonic() - began < 240 and process.poll() is None:
             try:
-                if anon.get("/accounts/login/").status == 200:
+                if (reply := anon.get("/accounts/login/")).status == 200:
+                    login_page = reply.body.decode()
                     break
             except OSError:
                 time.sleep(0.5)
-        assert process.poll() is None, "".join(output)
+        assert process.poll() is None and login_page is not None, "".join(output)
         facts["serving_after_s"] = round(time.monotonic() - began, 1)
+        assert "Log in" in login_page
+        assert anon.get("/static/css/app.css").status == 200
+        assert len(processes_with(marker)) >= 3  # make, the server and the worker at least
 
-        # 1. The admin make run printed gets an API token.
+        # 1. The admin password make run printed logs in through the form, and gets an
+        # API token.
         password = re.search(r"password: (\S+)", "".join(output)).group(1)
+        assert form_login(base, "admin", password) == f"{base}/", "the password did not log in"
         reply = anon.post("/api/v1/auth/token/", {"username": "admin", "password": password})
         assert reply.status == 200, reply.body
         api = ApiClient(base, token=reply.json()["token"])
