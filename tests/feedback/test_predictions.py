@@ -86,9 +86,19 @@ def test_a_corrected_prediction_becomes_a_labeled_training_image_and_the_next_ve
     assert second.metrics["sources"]["train"] == {"feedback": in_train, "uploaded": trained_before}
     counts = second.label_counts[str(classes["Sneaker"].pk)]
     assert counts["train"] == first.label_counts[str(classes["Sneaker"].pk)]["train"] + in_train
+    # The fixed images put one bag in the test split (their hashes decide): the next
+    # version's test metrics count it under its source.
     held = Image.objects.filter(project=project, source="feedback", split="test").count()
-    if held:
-        assert second.metrics["test_by_source"]["feedback"]["n"] == held
+    assert held >= 1, "the 8 bags chosen must put at least one in the test split"
+    by_source = second.metrics["test_by_source"]["feedback"]
+    assert by_source["n"] == held
+    # Its accuracy is the new active model's, on those images and their corrected labels.
+    tested = list(Image.objects.filter(project=project, source="feedback", split="test"))
+    model = learner.active_model(project=project)
+    assert model.version == second
+    guesses = model.proba([i.pk for i in tested]).argmax(axis=1)
+    right = sum(second.class_ids[g] == i.label_id for g, i in zip(guesses, tested, strict=True))
+    assert by_source["accuracy"] == pytest.approx(right / held)
 
 
 def test_confirming_labels_the_image_with_the_predicted_class(
@@ -108,37 +118,70 @@ def test_confirming_labels_the_image_with_the_predicted_class(
     assert [a.label_class.name for a in history] == ["Trouser", "Bag"]
 
 
-def test_a_low_confidence_prediction_appears_in_the_labeling_queue(
+def predict_at(project, user, uploads, threshold):
+    """Predict `uploads` with the project's threshold set to `threshold` (hand-chosen);
+    the stored rows, in upload order."""
+    services.feedback_settings_update(project=project, uncertain_below=threshold)
+    predictions, _ = predict(project, user, uploads)
+    return predictions
+
+
+def test_predictions_under_the_threshold_are_uncertain_and_join_the_labeling_queue(
     trained, project, annotator, new_uploads
 ):
-    _, classes = trained
-    sure_upload = new_uploads(1, names=["Trouser"])[0][0]
-    # A sandal: a class the project lacks, between Sneaker and Bag for the model.
-    odd_upload = new_uploads(1, names=["Sandal"], skip=0)[0][0]
-    batch = services.predictions_request(
-        project=project, files=[sure_upload, odd_upload], user=annotator
-    )
-    sure, odd = batch.predictions
-    model = learner.active_model(project=project)
-    p_sure, p_odd = model.proba([sure.image_id, odd.image_id]).max(axis=1)
-    assert p_odd < p_sure
-    services.feedback_settings_update(project=project, uncertain_below=(p_sure + p_odd) / 2)
-    services.predictions_run(prediction_ids=[sure.pk, odd.pk])
-    sure.refresh_from_db()
-    odd.refresh_from_db()
-    assert not sure.is_uncertain and "under" in odd.uncertain_reason
-    assert not sure.image.in_queue and odd.image.in_queue
-    # Ranked with the rest: the queue re-ranked it with the active model.
-    assert odd.image.suggested_class is not None
+    # Images of the project's classes and of classes it lacks: a spread of confidences.
+    uploads = [u for u, _ in new_uploads(2)]
+    uploads += [u for u, _ in new_uploads(2, names=["Sandal", "Shirt", "Pullover"], skip=0)]
 
-    served = []
-    while batch := labeling_services.queue_reserve(project=project, user=annotator, count=5):
-        served += [image.pk for image in batch]
-        for image in batch:
-            labeling_services.annotation_create(
-                image=image, label_class=classes["Bag"], annotator=annotator
+    def check(rows, threshold, queued_before):
+        flagged = {p.image_id for p in rows if p.is_uncertain}
+        expected = {p.image_id for p in rows if p.confidence < threshold}
+        assert flagged == expected, [(p.confidence, p.uncertain_reason) for p in rows]
+        for p in rows:
+            reason = f"Confidence {p.confidence:.0%} is under {threshold:.0%}."
+            assert p.uncertain_reason == (reason if p.image_id in expected else "")
+        queued = set(
+            Image.objects.filter(project=project, source="feedback", in_queue=True).values_list(
+                "id", flat=True
             )
-    assert odd.image_id in served and sure.image_id not in served
+        )
+        assert queued == queued_before | expected
+        return expected
+
+    # Below every confidence: nothing is uncertain, nothing joins the queue.
+    rows = predict_at(project, annotator, uploads, 0.0)
+    assert all(p.status == "predicted" for p in rows)
+    confidences = {p.image_id: p.confidence for p in rows}
+    assert len(confidences) == len(uploads)
+    assert check(rows, 0.0, set()) == set()
+
+    # A stored confidence as the threshold: those strictly under it are uncertain, the
+    # one that equals it is not.
+    ranked = sorted(confidences.values())
+    assert ranked[0] < ranked[1] < 1.0, ranked
+    rows = predict_at(project, annotator, uploads, ranked[1])
+    assert {p.image_id: p.confidence for p in rows} == confidences  # the same answers
+    queued = check(rows, ranked[1], set())
+    assert len(queued) == sum(c < ranked[1] for c in ranked) > 0
+
+    # Between: confidences on each side of a hand-chosen threshold.
+    between = 0.99
+    assert ranked[1] < between <= ranked[-1], ranked
+    rows = predict_at(project, annotator, uploads, between)
+    flagged = check(rows, between, queued)
+    assert flagged > queued
+    queued |= flagged
+    # Queued images are ranked with the rest by the active model, and served.
+    assert all(i.suggested_class_id is not None for i in Image.objects.filter(pk__in=queued))
+    served = labeling_services.queue_reserve(project=project, user=annotator, count=100)
+    assert {i.pk for i in served} == queued
+
+    # The top of the scale, above every confidence short of certainty: all of those are
+    # uncertain; a confidence of exactly 1 (a saturated float32 softmax) is not under it.
+    rows = predict_at(project, annotator, uploads, 1.0)
+    short_of_certain = {pk for pk, c in confidences.items() if c < 1.0}
+    assert short_of_certain > queued, ranked
+    assert check(rows, 1.0, queued) == short_of_certain
 
 
 def test_a_prediction_disputing_a_near_duplicates_label_is_uncertain(
