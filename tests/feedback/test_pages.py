@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from feedback import services
-from feedback.models import Prediction
+from feedback.models import FeedbackSettings, Prediction
 from labeling.models import Annotation, Image
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,23 +59,37 @@ def test_predict_page_reports_bad_files_and_no_files(trained, project, annotator
         {"files": [SimpleUploadedFile("junk.png", b"nope")]},
         HTTP_HX_REQUEST="true",
     )
-    assert "junk.png:" in junk.content.decode()
+    assert junk.status_code == 200 and "junk.png: Not an image we can read" in junk.content.decode()
     assert not Prediction.objects.exists()
+    assert not Image.objects.filter(project=project, source="feedback").exists()
 
 
-def test_threshold_setting_is_for_curators_and_checked(trained, project, owner, annotator):
-    assert (
-        client_for(annotator)
-        .post(f"/projects/{project.pk}/predict/settings/", {"uncertain_below": "50"})
-        .status_code
-        == 403
-    )
+def stored_threshold(project) -> float:
+    return FeedbackSettings.objects.get(project=project).uncertain_below
+
+
+REFUSED = "The threshold is a number of percent, from 0 to 100."
+
+
+def test_threshold_setting_is_for_curators_and_checked(project, owner, annotator):
+    url = f"/projects/{project.pk}/predict/settings/"
+    page = f"/projects/{project.pk}/predict/"
     client = client_for(owner)
-    client.post(f"/projects/{project.pk}/predict/settings/", {"uncertain_below": "150"})
-    assert services.feedback_settings(project=project).uncertain_below == 0.6
-    client.post(f"/projects/{project.pk}/predict/settings/", {"uncertain_below": "abc"})
-    client.post(f"/projects/{project.pk}/predict/settings/", {"uncertain_below": "45"})
-    assert services.feedback_settings(project=project).uncertain_below == 0.45
+    saved = client.post(url, {"uncertain_below": "45"}, follow=True)
+    assert saved.redirect_chain == [(page, 302)]
+    assert "Predictions under 45% now enter the queue." in saved.content.decode()
+    assert stored_threshold(project) == 0.45
+
+    denied = client_for(annotator).post(url, {"uncertain_below": "50"})
+    assert denied.status_code == 403
+    assert stored_threshold(project) == 0.45
+
+    for typed in ("150", "abc", "-5", "nan", "inf", ""):
+        refused = client.post(url, {"uncertain_below": typed}, follow=True)
+        assert refused.redirect_chain == [(page, 302)], typed
+        html = refused.content.decode()
+        assert REFUSED in html and "now enter the queue" not in html, typed
+        assert stored_threshold(project) == 0.45, typed
 
 
 def test_review_page_lists_disputed_labels_and_records_decisions(
@@ -102,6 +116,8 @@ def test_review_page_lists_disputed_labels_and_records_decisions(
         HTTP_HX_REQUEST="true",
     ).content.decode()
     assert f"#{trouser.pk}: <strong>Trouser</strong>, in the dataset." in card
+    trouser.refresh_from_db()
+    assert trouser.label == classes["Trouser"]
     page = client.get(f"/projects/{project.pk}/review/").content.decode()
     assert f'id="review-{trouser.pk}"' not in page
     bad = client.post(
@@ -149,7 +165,10 @@ def test_the_threshold_form_answers_in_place(project, owner):
     refused = client.post(url, {"uncertain_below": "150"}, HTTP_HX_REQUEST="true")
     html = refused.content.decode()
     assert refused.status_code == 400 and 'id="threshold-form"' in html and "<html" not in html
-    assert "a number of percent, from 0 to 100" in html and 'value="150"' in html
+    assert REFUSED in html and 'value="150"' in html
+    assert (
+        not FeedbackSettings.objects.filter(project=project).exclude(uncertain_below=0.6).exists()
+    )
     saved = client.post(url, {"uncertain_below": "45"}, HTTP_HX_REQUEST="true")
     assert saved.status_code == 200 and "Predictions under 45% now enter" in saved.content.decode()
     assert services.feedback_settings(project=project).uncertain_below == 0.45
