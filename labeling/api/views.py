@@ -363,7 +363,11 @@ class SplitCancelApi(APIView):
 
 
 class UploadInput(serializers.Serializer):
-    files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    # An empty file is refused by the ingest service, by name, like any other bad file:
+    # a field error here would cost the whole batch its good files.
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True), allow_empty=False
+    )
 
 
 class UploadOutput(serializers.Serializer):
