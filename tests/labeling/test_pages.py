@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
 from django.test import Client
 
 from labeling import services
-from labeling.models import Annotation, Image, LabelClass
-from tests.factories import image_upload, upload
+from labeling.models import Annotation, Image, LabelClass, Membership, Project
+from tests.factories import image_bytes, image_upload, upload
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -40,10 +41,26 @@ def test_pages_need_login(client, project):
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
-def test_create_a_project_from_the_list_page(as_owner):
-    response = as_owner.post("/", {"name": "Birds", "description": ""})
-    assert response.status_code == 302
-    assert as_owner.get(response["Location"]).status_code == 200
+def test_create_a_project_from_the_list_page(as_owner, owner):
+    response = as_owner.post("/", {"name": "  Birds ", "description": "Garden birds"})
+    project = Project.objects.get()
+    assert (project.name, project.description, project.created_by) == (
+        "Birds",
+        "Garden birds",
+        owner,
+    )
+    # Its creator is its one member, as owner.
+    assert list(Membership.objects.filter(project=project).values_list("user", "role")) == [
+        (owner.pk, "owner")
+    ]
+    assert response.status_code == 302 and response["Location"] == f"/projects/{project.pk}/"
+    assert "Birds" in as_owner.get(response["Location"]).content.decode()
+
+
+def test_a_project_without_a_name_is_refused_and_nothing_is_stored(as_owner):
+    response = as_owner.post("/", {"name": "   ", "description": "no name"})
+    assert response.status_code == 400 and "Give it a name." in response.content.decode()
+    assert not Project.objects.exists() and not Membership.objects.exists()
 
 
 def test_add_a_class_returns_the_class_section(as_owner, project):
@@ -72,7 +89,8 @@ def test_upload_page_reports_each_file(as_owner, project):
     html = response.content.decode()
     assert 'data-status="created"' in html and 'data-status="rejected"' in html
     assert "Not an image we can read" in html
-    assert Image.objects.filter(project=project).count() == 1
+    stored = Image.objects.filter(project=project).values_list("original_name", "content_hash")
+    assert list(stored) == [("img1.png", hashlib.sha256(image_bytes(1)).hexdigest())]
 
 
 def test_upload_without_files_is_a_clear_400(as_owner, project):
@@ -80,7 +98,7 @@ def test_upload_without_files_is_a_clear_400(as_owner, project):
     assert response.status_code == 400 and b"Choose one or more" in response.content
 
 
-def test_labeling_flow_through_the_page(as_annotator, project, images, classes):
+def test_labeling_flow_through_the_page(as_annotator, annotator, project, images, classes):
     # The queue serves images in hash-draw order, not upload order.
     page = as_annotator.get(f"/projects/{project.pk}/label/")
     first, second = shown_image(page), prefetched_image(page)
@@ -91,6 +109,8 @@ def test_labeling_flow_through_the_page(as_annotator, project, images, classes):
         f"/projects/{project.pk}/label/{first}/", {"label_class": classes[1].pk}, **HTMX
     )
     assert b"<html" not in labeled.content
+    assert Image.objects.get(pk=first).label == classes[1]
+    assert Annotation.objects.get(image_id=first).annotator == annotator
     assert shown_image(labeled) == second  # the prefetched image is next
     third = prefetched_image(labeled)
     assert third not in (None, first, second)
@@ -104,6 +124,8 @@ def test_labeling_flow_through_the_page(as_annotator, project, images, classes):
     assert shown_image(undone) == first  # back to the image whose label was undone
     assert b'data-testid="count-labeled">0<' in undone.content
     assert Annotation.objects.filter(image_id=first).count() == 2
+    assert Image.objects.get(pk=first).label is None
+    assert not Annotation.objects.filter(image_id=second).exists()  # a skip labels nothing
 
 
 def test_labeling_with_a_bad_class_shows_a_message(as_annotator, project, images, classes):
@@ -132,7 +154,7 @@ def test_an_empty_queue_says_so(as_annotator, project, classes):
     assert b'id="queue-empty"' in as_annotator.get(f"/projects/{project.pk}/label/").content
 
 
-def test_grid_filters_and_assigns(as_annotator, project, images, classes):
+def test_grid_filters_and_assigns(as_annotator, annotator, project, images, classes):
     grid = as_annotator.get(f"/projects/{project.pk}/images/?label=unlabeled")
     assert grid.content.count(b'class="tile"') == 6
     response = as_annotator.post(
@@ -145,6 +167,15 @@ def test_grid_filters_and_assigns(as_annotator, project, images, classes):
     assert b"Labeled 2 image(s) bird" in response.content
     bird = as_annotator.get(f"/projects/{project.pk}/images/?label={classes[2].pk}")
     assert bird.content.count(b'class="tile"') == 2
+    labeled = Image.objects.filter(project=project, label__isnull=False)
+    assert dict(labeled.values_list("id", "label")) == {
+        images[0].pk: classes[2].pk,
+        images[3].pk: classes[2].pk,
+    }
+    assert set(Annotation.objects.values_list("image", "label_class", "annotator")) == {
+        (images[0].pk, classes[2].pk, annotator.pk),
+        (images[3].pk, classes[2].pk, annotator.pk),
+    }
 
 
 def test_grid_assign_refuses_bad_input(as_annotator, project, images, classes):
@@ -185,17 +216,34 @@ def test_media_is_served_to_members_only(as_annotator, client, outsider, project
     assert client.get(url).status_code == 404
 
 
-def test_the_owner_adds_a_member_on_the_page(as_owner, project, outsider, as_annotator):
-    response = as_owner.post(
-        f"/projects/{project.pk}/members/",
-        {"username": outsider.username, "role": "annotator"},
-        **HTMX,
-    )
-    assert response.status_code == 200 and b"oscar-outsider" in response.content
-    denied = as_annotator.post(
-        f"/projects/{project.pk}/members/", {"username": "x", "role": "owner"}
-    )
+def test_the_owner_adds_a_member_on_the_page(as_owner, project, outsider, annotator, as_annotator):
+    url = f"/projects/{project.pk}/members/"
+    before = set(Membership.objects.values_list("project", "user", "role"))
+    denied = as_annotator.post(url, {"username": outsider.username, "role": "owner"})
     assert denied.status_code == 403
+    assert set(Membership.objects.values_list("project", "user", "role")) == before
+
+    response = as_owner.post(url, {"username": outsider.username, "role": "reviewer"}, **HTMX)
+    assert response.status_code == 200 and b"oscar-outsider" in response.content
+    assert set(Membership.objects.values_list("project", "user", "role")) == before | {
+        (project.pk, outsider.pk, "reviewer")
+    }
+
+    # The same form changes a member's role.
+    changed = as_owner.post(url, {"username": annotator.username, "role": "reviewer"}, **HTMX)
+    assert changed.status_code == 200
+    assert Membership.objects.get(project=project, user=annotator).role == "reviewer"
+
+
+def test_a_member_the_page_cannot_add_is_refused_and_not_stored(as_owner, project):
+    url = f"/projects/{project.pk}/members/"
+    before = set(Membership.objects.values_list("project", "user", "role"))
+    ghost = as_owner.post(url, {"username": "ghost", "role": "annotator"}, **HTMX)
+    assert ghost.status_code == 400 and "No user named &#x27;ghost&#x27;." in ghost.content.decode()
+    bad_role = as_owner.post(url, {"username": "oscar-outsider", "role": "boss"}, **HTMX)
+    assert bad_role.status_code == 400
+    assert "Choose one of the roles in the list." in bad_role.content.decode()
+    assert set(Membership.objects.values_list("project", "user", "role")) == before
 
 
 def test_the_new_class_form_offers_the_next_palette_colour(as_owner, project, classes):
@@ -221,15 +269,17 @@ def test_a_refused_member_change_returns_the_form_with_the_message(as_owner, pro
     assert "A project must keep at least one owner." in html
     assert f'value="{owner.username}"' in html
     assert '<option value="reviewer" selected>' in html
+    assert Membership.objects.get(project=project, user=owner).role == "owner"
 
 
 def test_removing_a_member_on_the_page(as_owner, project, owner, annotator):
-    from labeling.models import Membership
 
     only_owner = Membership.objects.get(project=project, user=owner)
     refused = as_owner.post(f"/projects/{project.pk}/members/{only_owner.pk}/remove/", **HTMX)
     assert refused.status_code == 400
     assert b"A project must keep at least one owner." in refused.content
+    only_owner.refresh_from_db()
+    assert only_owner.role == "owner"
     member = Membership.objects.get(project=project, user=annotator)
     removed = as_owner.post(f"/projects/{project.pk}/members/{member.pk}/remove/", **HTMX)
     assert removed.status_code == 200 and b"anna-annotator" not in removed.content
@@ -263,6 +313,8 @@ def test_a_refused_grid_assign_keeps_the_selection(as_owner, project, images, cl
     assert refused.status_code == 400 and "Class &#x27;dog&#x27; is deactivated." in html
     assert f'value="{images[2].pk}" checked' in html
     assert f'value="{images[3].pk}" checked' not in html
+    images[2].refresh_from_db()
+    assert images[2].label is None and not Annotation.objects.filter(image=images[2]).exists()
 
 
 def test_a_refused_class_change_keeps_what_was_typed(as_owner, project, classes):
