@@ -5,12 +5,26 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from labeling import services as labeling_services
 from labeling.datasets import FASHION_MNIST_CLASSES
 
 ROOT = Path(__file__).resolve().parents[2]
+MISSING = (
+    "Fashion-MNIST is missing from {}: the tests need it. Install the Debian package "
+    "dataset-fashion-mnist (scripts/test-services.sh does, and `make test` runs it)."
+)
+
+
+def fashion_mnist_dir() -> Path:
+    """The Fashion-MNIST folder; a test that needs it fails, never skips, without it."""
+    directory = Path(settings.LABELING["FASHION_MNIST_DIR"])
+    if not directory.is_dir():
+        pytest.fail(MISSING.format(directory), pytrace=False)
+    return directory
 
 
 def fashion_uploads(fashion, class_names: list[str], per_class: int, skip: int = 0):

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 import re
 from io import StringIO
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from labeling.datasets import FASHION_MNIST_CLASSES
 from labeling.models import Image, LabelClass, Project
+from tests.fashion import fashion_mnist_dir
 
 
 def test_ensure_admin_creates_one_admin_with_a_random_password(db):
@@ -25,11 +24,8 @@ def test_ensure_admin_creates_one_admin_with_a_random_password(db):
     assert get_user_model().objects.count() == 1
 
 
-@pytest.mark.skipif(
-    not Path(settings.LABELING["FASHION_MNIST_DIR"]).exists(),
-    reason="needs the Debian package dataset-fashion-mnist (make test installs it)",
-)
 def test_load_demo_imports_real_fashion_mnist(owner):
+    fashion_mnist_dir()  # missing data is a failure that says how to install it
     call_command(
         "load_demo", images=40, labeled_fraction=0.25, owner=owner.username, stdout=StringIO()
     )
