@@ -41,6 +41,12 @@ def test_predicting_through_the_api_waits_for_the_worker_and_answers(
     assert resolved.json()["status"] == "corrected"
     assert resolved.json()["resolved_by"] == annotator.username
     assert Image.objects.get(pk=first["image"]).label == wrong
+    stored = Prediction.objects.get(pk=first["id"])
+    assert (stored.status, stored.resolved_class, stored.resolved_by) == (
+        "corrected",
+        wrong,
+        annotator,
+    )
 
 
 @override_settings(FEEDBACK={**services.settings.FEEDBACK, "PREDICT_WAIT_SECONDS": 0})
@@ -172,6 +178,8 @@ def test_a_reviewer_scans_and_lists_disputed_labels_through_the_api(
         {"action": "relabel", "label_class": classes["Trouser"].pk},
     )
     assert relabel.status_code == 200 and relabel.json()["label_name"] == "Trouser"
+    trouser.refresh_from_db()
+    assert trouser.label == classes["Trouser"]
     missing_class = api(reviewer).post(f"{p}/images/{trouser.pk}/review/", {"action": "relabel"})
     assert missing_class.status_code == 400 and "label_class" in missing_class.json()
     history = api(reviewer).get(f"{p}/images/{trouser.pk}/annotations/").json()

@@ -4,7 +4,11 @@ error, times and counts. Owners and reviewers only, as the review is."""
 from __future__ import annotations
 
 from feedback import services
+from feedback.models import LabelScore, NearDuplicate
+from labeling import services as labeling_services
+from labeling.models import Image
 from tests.fashion import labeled_project
+from tests.feedback.conftest import twin_upload
 
 
 def url(project) -> str:
@@ -12,7 +16,18 @@ def url(project) -> str:
 
 
 def test_the_latest_scan_shows_its_state_and_counts(api, reviewer, owner, project, fashion):
-    labeled_project(project, owner, fashion, ["Trouser", "Bag"], per_class=6)
+    classes = labeled_project(project, owner, fashion, ["Trouser", "Bag"], per_class=6)
+    # Something for the scan to find: a trouser labeled Bag, and a labeled near-duplicate.
+    trousers = list(Image.objects.filter(project=project, label=classes["Trouser"]))
+    labeling_services.annotation_create(
+        image=trousers[0], label_class=classes["Bag"], annotator=owner
+    )
+    [twin] = labeling_services.images_ingest(
+        project=project, files=[twin_upload(trousers[1], "twin.png")], user=owner
+    )
+    labeling_services.annotation_create(
+        image=Image.objects.get(pk=twin.image_id), label_class=classes["Trouser"], annotator=owner
+    )
     assert api(reviewer).get(url(project)).status_code == 204  # never scanned
 
     posted = api(reviewer).post(url(project))
@@ -31,8 +46,14 @@ def test_the_latest_scan_shows_its_state_and_counts(api, reviewer, owner, projec
     services.review_scan_run(scan_id=body["id"])
     done = api(reviewer).get(url(project)).json()
     assert done["status"] == "succeeded", done["error"]
-    assert done["labeled"] == 12 and done["finished_at"] >= done["started_at"] >= done["created_at"]
-    assert done["issues"] >= 0 and done["duplicate_pairs"] >= 0
+    assert done["labeled"] == 13 and done["finished_at"] >= done["started_at"] >= done["created_at"]
+    # The counts are those of the rows the scan stored.
+    issues = LabelScore.objects.filter(scan_id=body["id"], is_issue=True)
+    assert done["issues"] == issues.count() > 0
+    assert trousers[0].pk in set(issues.values_list("image_id", flat=True))
+    pairs = NearDuplicate.objects.filter(scan_id=body["id"])
+    assert done["duplicate_pairs"] == pairs.count() > 0
+    assert {trousers[1].pk, twin.image_id} in [{d.first_id, d.second_id} for d in pairs]
 
 
 def test_a_failed_scan_shows_why(api, reviewer, owner, project, fashion):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -75,6 +77,8 @@ def test_a_deactivated_class_is_refused(images, classes, annotator):
     classes[0].refresh_from_db()
     with pytest.raises(ValidationError, match="deactivated"):
         services.annotation_create(image=images[0], label_class=classes[0], annotator=annotator)
+    images[0].refresh_from_db()
+    assert images[0].label is None and not Annotation.objects.exists()
 
 
 def test_bulk_labeling_is_all_or_nothing(
@@ -137,11 +141,21 @@ def test_a_labeled_image_joins_a_split_drawn_from_its_hash(project, owner, class
     services.annotations_bulk_create(
         project=project, image_ids=[i.pk for i in images], label_class=classes[0], annotator=owner
     )
-    splits = [i.split for i in Image.objects.filter(pk__in=[i.pk for i in images])]
+    stored = Image.objects.filter(pk__in=[i.pk for i in images]).order_by("id")
+    splits = [i.split for i in stored]
+    # Each image's split from its file's SHA-256, as documented: held out when the first
+    # 12 hex digits, as a fraction, fall under test + val (0.3 by default); then test
+    # when the next 12 fall under test's share of that (2/3), else validation.
+    expected = []
+    for image in stored:
+        with image.file.open("rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        first, second = int(digest[:12], 16) / 16**12, int(digest[12:24], 16) / 16**12
+        expected.append("train" if first >= 0.3 else "test" if second < 0.2 / 0.3 else "val")
+    assert splits == expected
     # 20% test and 10% validation by default; a uniform draw lands near those rates.
     assert 20 <= splits.count("test") <= 60
     assert 5 <= splits.count("val") <= 35
-    assert splits.count("train") + splits.count("val") + splits.count("test") == 200
     # Relabeling never moves an image to another split.
     image = Image.objects.get(pk=images[0].pk)
     services.annotation_create(image=image, label_class=classes[1], annotator=owner)

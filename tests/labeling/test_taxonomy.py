@@ -123,10 +123,13 @@ def test_bad_merges_are_refused_and_change_nothing(
 
 def test_classes_of_another_project_cannot_be_merged(project, other_project, owner, classes):
     stranger = services.label_class_create(project=other_project, name="stranger")
+    before = set(LabelClass.objects.values_list("id", "project", "name", "is_active"))
     with pytest.raises(ValidationError, match="do not exist in this project"):
         services.label_class_merge(
             project=project, classes=[classes[0], stranger], name="cat", actor=owner
         )
+    assert set(LabelClass.objects.values_list("id", "project", "name", "is_active")) == before
+    assert not TaxonomyChange.objects.filter(kind="merge").exists()
 
 
 def test_a_split_moves_decided_images_and_queues_the_rest_first(
@@ -175,11 +178,20 @@ def test_a_split_moves_decided_images_and_queues_the_rest_first(
 
 def test_bad_split_steps_are_refused(project, owner, classes, labeled):
     cat, dog, _ = classes
+    names = ("a", "A", "b", "c", "d", "x")
     with pytest.raises(ValidationError, match="at least two different"):
         services.label_class_split_start(label_class=cat, names=["a", "A"], actor=owner)
+    assert not ClassSplit.objects.exists()
+    assert not LabelClass.objects.filter(name__in=names).exists()
     split = services.label_class_split_start(label_class=cat, names=["a", "b"], actor=owner)
     with pytest.raises(ValidationError, match="already being split"):
         services.label_class_split_start(label_class=cat, names=["c", "d"], actor=owner)
+    assert ClassSplit.objects.get() == split
+    assert set(LabelClass.objects.filter(name__in=names).values_list("name", flat=True)) == {
+        "a",
+        "b",
+    }
+    before = labels(project)
     dog_image = Image.objects.filter(label=dog).first()
     a = split.targets.get(name="a")
     with pytest.raises(ValidationError, match="not labeled 'cat'"):
@@ -188,6 +200,8 @@ def test_bad_split_steps_are_refused(project, owner, classes, labeled):
         services.split_assign(split=split, image_ids=[labeled[0].pk], label_class=dog)
     with pytest.raises(ValidationError, match="being split cannot be merged"):
         services.label_class_merge(project=project, classes=[cat, dog], name="x", actor=owner)
+    assert labels(project) == before
+    assert not split.assignments.exists()
     services.label_class_split_cancel(split=split, actor=owner)
     assert not LabelClass.objects.filter(name__in=["a", "b"]).exists()
     assert ClassSplit.objects.get().status == "cancelled"

@@ -3,6 +3,7 @@ kept, and a refused file leaves nothing behind (no row, no file on disk)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -153,15 +154,24 @@ def test_it_reports_exact_duplicates_without_storing_them_twice(project, owner, 
     assert Image.objects.count() == before[0] + 1
 
 
-def test_duplicates_inside_one_batch_are_stored_once(project, owner):
+def test_duplicates_inside_one_batch_are_stored_once(project, owner, media_root):
     results = ingest(project, owner, image_upload(5, name="a.png"), image_upload(5, name="b.png"))
     assert [r.status for r in results] == ["created", "duplicate"]
+    [stored] = Image.objects.filter(project=project)
+    assert results[1].image_id == results[0].image_id == stored.pk
+    assert stored.original_name == "a.png"
+    assert stored_files(media_root) == {stored.file.name, stored.thumbnail.name}
 
 
 def test_the_same_image_may_live_in_two_projects(project, other_project, owner, outsider):
     assert ingest(project, owner, image_upload(3))[0].status == "created"
     results = services.images_ingest(project=other_project, files=[image_upload(3)], user=outsider)
     assert results[0].status == "created"
+    rows = Image.objects.values_list("project", "uploaded_by", "content_hash")
+    digest = hashlib.sha256(image_bytes(3)).hexdigest()
+    assert sorted(rows) == sorted(
+        [(project.pk, owner.pk, digest), (other_project.pk, outsider.pk, digest)]
+    )
 
 
 def test_exif_orientation_is_applied(project, owner):

@@ -15,11 +15,21 @@ def test_a_reviewer_creates_and_updates_classes(api, reviewer, project, classes)
     made = api(reviewer).post(url, {"name": "fish", "color": "#00ff00", "key": "F"}, format="json")
     assert made.status_code == 201
     assert (made.json()["key"], made.json()["color"]) == ("f", "#00ff00")
+    fish = LabelClass.objects.get(pk=made.json()["id"])
+    assert (fish.project, fish.name, fish.key, fish.color, fish.is_active) == (
+        project,
+        "fish",
+        "f",
+        "#00ff00",
+        True,
+    )
     changed = api(reviewer).patch(
         f"{url}{made.json()['id']}/", {"name": "goldfish", "is_active": False}, format="json"
     )
     assert changed.status_code == 200
     assert (changed.json()["name"], changed.json()["is_active"]) == ("goldfish", False)
+    fish.refresh_from_db()
+    assert (fish.name, fish.key, fish.is_active) == ("goldfish", "f", False)
 
 
 def test_an_annotator_cannot_change_classes(api, annotator, project, classes):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labeling import services
-from labeling.models import Membership
+from labeling.models import Annotation, Image, LabelClass, Membership, Project
 
 
 @pytest.fixture
@@ -45,11 +45,23 @@ def test_an_outsider_gets_404_for_everything(api, client, outsider, project, lab
         assert response.status_code == 404, url
 
 
+def everything(project) -> tuple:
+    """What an outsider's writes could change, read from the tables."""
+    return (
+        Project.objects.filter(pk=project.pk).values_list("name", "description").get(),
+        set(Membership.objects.filter(project=project).values_list("id", "user", "role")),
+        set(LabelClass.objects.filter(project=project).values_list("id", "name", "is_active")),
+        set(Image.objects.filter(project=project).values_list("id", "label", "reserved_by")),
+        set(Annotation.objects.filter(image__project=project).values_list("id", "is_current")),
+    )
+
+
 def test_an_outsider_cannot_write_anything(api, outsider, project, labeled, classes):
     from tests.factories import image_upload
 
     p = f"/api/v1/projects/{project.pk}"
     membership = Membership.objects.filter(project=project).first()
+    before = everything(project)
     client = api(outsider)
     writes = [
         client.patch(f"{p}/", {"name": "mine"}, format="json"),
@@ -68,6 +80,7 @@ def test_an_outsider_cannot_write_anything(api, outsider, project, labeled, clas
         client.post(f"{p}/queue/next/"),
     ]
     assert [w.status_code for w in writes] == [404] * len(writes)
+    assert everything(project) == before
     labeled.refresh_from_db()
     assert labeled.label == classes[0]
     assert not Membership.objects.filter(user=outsider, project=project).exists()

@@ -118,11 +118,18 @@ def test_parent_over_rest_and_bad_parent(api, project, reviewer, classes, other_
     p = f"/api/v1/projects/{project.pk}"
     ok = client.patch(f"{p}/classes/{classes[0].pk}/", {"parent": classes[1].pk}, format="json")
     assert ok.status_code == 200 and ok.json()["parent"] == classes[1].pk
+
+    def parents():
+        return dict(LabelClass.objects.filter(project=project).values_list("name", "parent"))
+
+    assert parents() == {"cat": classes[1].pk, "dog": None, "bird": None}
     stranger = services.label_class_create(project=other_project, name="stranger")
     bad = client.patch(f"{p}/classes/{classes[2].pk}/", {"parent": stranger.pk}, format="json")
     assert bad.status_code == 404
+    assert parents() == {"cat": classes[1].pk, "dog": None, "bird": None}
     cleared = client.patch(f"{p}/classes/{classes[0].pk}/", {"parent": None}, format="json")
     assert cleared.json()["parent"] is None
+    assert parents() == {"cat": None, "dog": None, "bird": None}
 
 
 def test_the_pages_merge_undo_and_split(project, owner, classes, labeled):
