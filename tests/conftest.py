@@ -120,8 +120,12 @@ def roles():
     return Membership.Role
 
 
-def qcluster_start(media_root, name: str = "qcluster", **env_extra) -> subprocess.Popen:
-    """A real django-q2 cluster process on the test database and media folder."""
+def qcluster_start(
+    media_root, name: str = "qcluster", *, launcher: str | None = None, **env_extra
+) -> subprocess.Popen:
+    """A real django-q2 cluster process on the test database and media folder; with
+    `launcher`, a test module run with `python -m` that starts the cluster itself
+    (tests/barrier_worker.py)."""
     db = connection.settings_dict
     host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     url = f"postgres://{db['USER']}:{db['PASSWORD']}@{host}/{db['NAME']}"
@@ -136,7 +140,7 @@ def qcluster_start(media_root, name: str = "qcluster", **env_extra) -> subproces
     env.pop("DJANGO_SETTINGS_MODULE", None)
     log = open(media_root.parent / f"{name}.log", "w+")  # noqa: SIM115 - read in qcluster_stop
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"],
+        [sys.executable, "-m", launcher] if launcher else [sys.executable, "manage.py", "qcluster"],
         cwd=ROOT,
         env=env,
         stdout=log,
