@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -15,7 +16,13 @@ from django_q.signing import BadSignature, SignedPackage
 
 from labeling.models import Annotation, Image, LabelClass, Project, TaxonomyChange
 from models_app.models import Embedding, LearnerSettings, ModelVersion
-from models_app.services import backbone_key
+
+
+def backbone_key() -> str:
+    """Names the features an embedding holds: the model, and its weights if not default."""
+    config = settings.LEARNER
+    weights = config["BACKBONE_WEIGHTS"]
+    return f"{config['BACKBONE']}:{weights.rsplit('/', 1)[-1]}" if weights else config["BACKBONE"]
 
 
 def model_version_list(*, project: Project) -> QuerySet[ModelVersion]:

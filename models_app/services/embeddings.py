@@ -19,17 +19,11 @@ from labeling.models import Image, Project
 from models_app.ml.backbone import Backbone, cached_backbone
 from models_app.ml.embed import embed_batches
 from models_app.models import Embedding
+from models_app.selectors import backbone_key
 
 
 class TrainingError(Exception):
     """A training run that cannot go ahead, with a message for the person who asked."""
-
-
-def backbone_key() -> str:
-    """Names the features an embedding holds: the model, and its weights if not default."""
-    config = settings.LEARNER
-    weights = config["BACKBONE_WEIGHTS"]
-    return f"{config['BACKBONE']}:{weights.rsplit('/', 1)[-1]}" if weights else config["BACKBONE"]
 
 
 def backbone_load() -> Backbone:
