@@ -1,81 +1,156 @@
-"""Query strategies on data whose right answer is known."""
+"""Query strategies on hand-made data whose right answer is known beforehand."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models_app.ml import strategies
 from models_app.ml.head import predict_proba, train_head, train_head_self
 
+# Five hand-made predictions over three classes, with their two likeliest classes'
+# gap worked out by hand: 0.5, 0.01, 0.05, 0.85, 0.1.
+PROBA = np.array(
+    [
+        [0.70, 0.20, 0.10],
+        [0.45, 0.44, 0.11],
+        [0.40, 0.35, 0.25],
+        [0.90, 0.05, 0.05],
+        [0.30, 0.30, 0.40],
+    ]
+)
 
-def blobs(sizes, dim=16, spread=0.05, seed=0):
-    """Gaussian clusters around random unit directions; returns points and cluster ids."""
+
+def separated_clusters(sizes, dim=8, noise=0.02, seed=0):
+    """One cluster per axis of `dim` (far apart on the unit sphere), each of `size`
+    points: its centre exactly, then the centre plus small noise. Returns the points,
+    each point's cluster and the index of each cluster's centre."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((len(sizes), dim))
-    points, ids = [], []
+    points, ids, centres = [], [], []
     for c, size in enumerate(sizes):
-        points.append(centres[c] + spread * rng.standard_normal((size, dim)))
+        centre = np.zeros(dim)
+        centre[c] = 1.0
+        centres.append(sum(sizes[:c]))
+        points.append(centre)
+        points.extend(centre + noise * rng.standard_normal((size - 1, dim)))
         ids += [c] * size
-    return np.vstack(points).astype(np.float32), np.array(ids)
+    return np.asarray(points, np.float32), np.asarray(ids), centres
 
 
-def test_uncertainty_orders():
-    proba = np.array([[0.98, 0.01, 0.01], [0.5, 0.49, 0.01], [0.34, 0.33, 0.33], [0.6, 0.2, 0.2]])
-    assert np.argsort(-strategies.least_confidence(proba)).tolist() == [2, 1, 3, 0]
-    assert set(np.argsort(-strategies.margin(proba))[:2].tolist()) == {1, 2}  # both 0.01 apart
-    assert np.argmax(strategies.entropy(proba)) == 2
-    assert np.isclose(strategies.entropy(proba)[2], 1.0, atol=1e-3)
-    # Margin prefers the two-way tie over the flatter but decided row.
-    assert strategies.margin(proba)[1] > strategies.margin(proba)[3]
+def picks(priority, above):
+    """The rows ranked above `above`, best first."""
+    order = np.argsort(-priority, kind="stable")
+    return [int(i) for i in order if priority[i] > above]
 
 
-def test_typiclust_covers_every_cluster_with_typical_points():
-    x, ids = blobs([300, 150, 80, 40, 20])
-    outliers = np.random.default_rng(1).standard_normal((10, x.shape[1])).astype(np.float32) * 3
-    x = np.vstack([x, outliers])
-    ids = np.concatenate([ids, np.full(10, -1)])
-    priority = strategies.typiclust(x, np.zeros(len(x), bool), budget=5)
-    picks = np.argsort(-priority)[:5]
-    assert sorted(ids[picks].tolist()) == [0, 1, 2, 3, 4]  # one per cluster, no outlier
-    # Random picks of 5 almost never cover all five clusters of these sizes.
-    rng = np.random.default_rng(0)
-    covered = [len(set(ids[rng.choice(len(x), 5, replace=False)]) - {-1}) for _ in range(200)]
-    assert np.mean([c == 5 for c in covered]) < 0.1
+def test_least_confidence_is_one_minus_the_top_probability():
+    assert np.allclose(strategies.least_confidence(PROBA), [0.30, 0.55, 0.60, 0.10, 0.60])
 
 
-def test_typiclust_skips_clusters_already_labeled():
-    x, ids = blobs([100, 100, 100])
+def test_margin_puts_the_smallest_gap_first():
+    assert np.allclose(strategies.margin(PROBA), [0.50, 0.99, 0.95, 0.15, 0.90])
+    assert np.argsort(-strategies.margin(PROBA)).tolist() == [1, 2, 4, 0, 3]
+    ranked = strategies.rank(
+        "margin", embeddings=np.zeros((5, 2)), labeled=np.zeros(5, bool), proba=PROBA
+    )
+    assert np.argsort(-ranked).tolist() == [1, 2, 4, 0, 3]
+    # One class: nothing to hesitate between.
+    assert strategies.margin(np.ones((3, 1))).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_entropy_is_normalised_by_the_number_of_classes():
+    proba = np.array([[0.25] * 4, [1.0, 0, 0, 0], [0.5, 0.5, 0, 0]])
+    # log 2 / log 4 = 1/2 for an even split between two of four classes.
+    assert np.allclose(strategies.entropy(proba), [1.0, 0.0, 0.5], atol=1e-6)
+
+
+def test_random_order_is_fixed_by_its_seed_and_only_by_it():
+    x, labeled = np.zeros((50, 2)), np.zeros(50, bool)
+
+    def order(strategy, seed):
+        return np.argsort(strategies.rank(strategy, embeddings=x, labeled=labeled, seed=seed))
+
+    assert order("random", 1).tolist() == order("random", 1).tolist()
+    # Another seed, another permutation: it differs in most places.
+    assert (order("random", 1) != order("random", 2)).mean() > 0.5
+    # Before any model, an uncertainty strategy starts from that same random order.
+    assert order("margin", 1).tolist() == order("random", 1).tolist()
+
+
+def test_typiclust_takes_each_clusters_centre_largest_cluster_first():
+    x, ids, centres = separated_clusters([40, 30, 20, 10])
+    priority = strategies.typiclust(x, np.zeros(len(x), bool), budget=4)
+    # Exactly the budget ranks above every other row, each pick a cluster's own
+    # centre (its most typical point), the largest cluster first.
+    assert picks(priority, 1.0) == centres
+    assert (priority[np.setdiff1d(np.arange(len(x)), centres)] <= 1.0).all()
+
+
+def test_typiclust_skips_clusters_already_labeled_and_never_ranks_labels():
+    x, ids, centres = separated_clusters([40, 30, 20, 10])
     labeled = np.zeros(len(x), bool)
-    labeled[np.flatnonzero(ids == 0)[:3]] = True
-    priority = strategies.typiclust(x, labeled, budget=2)
+    labeled[1] = True  # one of the largest cluster
+    priority = strategies.typiclust(x, labeled, budget=3)
     assert np.isneginf(priority[labeled]).all()
-    assert sorted(ids[np.argsort(-priority)[:2]].tolist()) == [1, 2]
+    assert picks(priority, 1.0) == centres[1:]
 
 
-def test_cluster_margin_spreads_a_batch_across_confusions():
-    x, ids = blobs([60, 60, 60])
-    proba = np.tile([0.9, 0.1], (len(x), 1))
-    # The first blob is slightly more uncertain than the second; the third is sure.
-    proba[ids == 0] = [0.51, 0.49]
-    proba[ids == 1] = [0.53, 0.47]
+def test_auto_is_cold_until_five_labels_per_class_then_takes_the_smallest_margin():
+    x, ids, centres = separated_clusters([20, 20, 20])
+    proba = np.tile([0.9, 0.05, 0.05], (len(x), 1))
+    proba[41] = [0.5, 0.5, 0.0]  # the one the model hesitates on
+
+    def auto(labels: int):
+        labeled = np.zeros(len(x), bool)
+        labeled[np.flatnonzero(~np.isin(np.arange(len(x)), [*centres, 41]))[:labels]] = True
+        return strategies.rank(
+            "auto", embeddings=x, labeled=labeled, proba=proba, n_classes=3, batch_size=3
+        )
+
+    # 14 labels for 3 classes: still the cold start, whatever the model says. Its
+    # picks rank above 1, where no margin (at most 1, for row 41) reaches.
+    cold = auto(5 * 3 - 1)
+    assert (cold > 1.0).sum() == 3
+    # 15: the smallest margin, and nothing else, is on top.
+    warm = auto(5 * 3)
+    assert np.argmax(warm) == 41 and warm.max() == 1.0 and (warm == 1.0).sum() == 1
+    # With no model at all, the cold start: the centre of each cluster.
+    none = strategies.rank("auto", embeddings=x, labeled=np.zeros(len(x), bool), batch_size=3)
+    assert sorted(picks(none, 1.0)) == centres
+
+
+def test_cluster_margin_spreads_a_batch_over_every_confusing_cluster():
+    x, ids, centres = separated_clusters([30, 30, 30, 30, 30])
+    proba = np.tile([0.95, 0.05], (len(x), 1))
+    # Four clusters the model hesitates on, the first most; the fifth it is sure of.
+    for c, p in enumerate([0.51, 0.52, 0.53, 0.54]):
+        proba[ids == c] = [p, 1 - p]
     by_margin = np.argsort(-strategies.margin(proba))[:4]
     assert set(ids[by_margin]) == {0}
-    batch = np.argsort(-strategies.cluster_margin(proba, x, batch_size=4, candidates=30))[:4]
-    assert set(ids[batch]) == {0, 1}
+    priority = strategies.cluster_margin(proba, x, batch_size=4, candidates=30)
+    batch = picks(priority, 2.0)[:4]
+    assert sorted(ids[batch].tolist()) == [0, 1, 2, 3]
+    assert ids[batch[0]] == 0  # the batch opens with the most uncertain cluster
 
 
-def test_auto_starts_cold_then_turns_to_uncertain_batches():
-    x, _ = blobs([20, 20, 20])
-    labeled = np.zeros(len(x), bool)
-    cold = strategies.rank("auto", embeddings=x, labeled=labeled, n_classes=3, batch_size=4)
-    assert (cold > 1.0).sum() == 4  # TypiClust's picks rank above everything else
-    labeled[::4] = True  # five labels per class: the model's doubts take over
-    proba = np.tile([0.9, 0.05, 0.05], (len(x), 1))
-    proba[41] = [0.5, 0.5, 0.0]
-    warm = strategies.rank(
-        "auto", embeddings=x, labeled=labeled, proba=proba, n_classes=3, batch_size=4
+def test_cluster_margin_never_puts_a_labeled_item_in_the_batch():
+    x, ids, _ = separated_clusters([30, 30, 30])
+    proba = np.tile([0.95, 0.05], (len(x), 1))
+    proba[ids == 0] = [0.5, 0.5]  # the most uncertain, and all labeled
+    proba[ids == 1] = [0.6, 0.4]
+    labeled = ids == 0
+    priority = strategies.rank(
+        "cluster_margin", embeddings=x, labeled=labeled, proba=proba, batch_size=4
     )
-    assert np.argmax(warm) == 41
+    batch = picks(priority, 2.0)
+    assert len(batch) >= 4
+    assert not labeled[batch].any()
+    assert (priority[labeled] < priority[~labeled].max()).all()
+
+
+def test_an_unknown_strategy_is_refused():
+    with pytest.raises(ValueError, match="unknown strategy 'best'"):
+        strategies.rank("best", embeddings=np.zeros((2, 2)), labeled=np.zeros(2, bool))
 
 
 def test_self_training_learns_from_the_unlabeled_pool():
