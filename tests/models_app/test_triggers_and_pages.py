@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import threading
+from html.parser import HTMLParser
 
 import pytest
 from django.db import connections
@@ -160,38 +160,126 @@ def test_concurrent_dispatchers_never_claim_an_image_twice(project, owner):
     assert Embedding.objects.filter(image__project=project).count() == 40
 
 
+class RenderedForm(HTMLParser):
+    """The form `form_id` of a page as a browser sees it: its action, the value each
+    field would submit as rendered (a checkbox only when checked, a select its selected
+    option), and the options each select offers."""
+
+    def __init__(self, page: str, form_id: str):
+        super().__init__()
+        self.form_id, self.inside, self.select = form_id, False, None
+        self.action, self.fields, self.options, self.checkboxes = None, {}, {}, set()
+        self.feed(page)
+        assert self.action is not None, f"no form {form_id!r} on the page"
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and attrs.get("id") == self.form_id:
+            self.inside, self.action = True, attrs.get("action")
+        if not self.inside:
+            return
+        name = attrs.get("name")
+        if tag == "input" and name and name != "csrfmiddlewaretoken":
+            if attrs.get("type") == "checkbox":
+                self.checkboxes.add(name)
+                if "checked" in attrs:
+                    self.fields[name] = attrs.get("value") or "on"
+            else:
+                self.fields[name] = attrs.get("value") or ""
+        elif tag == "select" and name:
+            self.select = name
+            self.options[name] = []
+        elif tag == "option" and self.select:
+            self.options[self.select].append(attrs["value"])
+            if "selected" in attrs or self.select not in self.fields:
+                self.fields[self.select] = attrs["value"]
+        elif tag == "textarea" and name:
+            self.fields[name] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self.select = None
+        if tag == "form":
+            self.inside = False
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.fields) | self.checkboxes
+
+    def submit(self, **changes) -> dict:
+        """What the browser posts after the user changes these fields: only fields the
+        form has, a select only to one of its options, a checkbox ticked (True) or not."""
+        assert set(changes) <= self.names, set(changes) - self.names
+        data = dict(self.fields)
+        for name, value in changes.items():
+            if name in self.checkboxes:
+                data.pop(name, None)
+                if value:
+                    data[name] = "on"
+            else:
+                if name in self.options:
+                    assert value in self.options[name], (name, value, self.options[name])
+                data[name] = value
+        return data
+
+
+def settings_form(client: Client, project) -> RenderedForm:
+    page = client.get(f"/projects/{project.pk}/model/")
+    assert page.status_code == 200
+    return RenderedForm(page.content.decode(), "learner-settings")
+
+
+def stored_settings(project) -> tuple:
+    learner = services.learner_settings(project=project)  # the defaults until saved
+    return (
+        learner.strategy,
+        learner.retrain_every,
+        learner.head_kind,
+        learner.fine_tune,
+        learner.fine_tune_epochs,
+    )
+
+
 def test_the_owner_changes_training_settings(trainable, project, owner, reviewer):
-    url = f"/projects/{project.pk}/model/settings/"
-    form = {
+    owner_client = logged_in(owner)
+    form = settings_form(owner_client, project)
+    assert form.action == f"/projects/{project.pk}/model/settings/"
+    # The page shows what is stored (the defaults, so far).
+    assert form.fields == {
+        "strategy": "auto",
+        "retrain_every": "50",
+        "head_kind": "linear",
+        "fine_tune_epochs": "5",
+    }
+    assert form.checkboxes == {"fine_tune"}
+    changed = form.submit(
+        strategy="margin", retrain_every="10", head_kind="mlp", fine_tune=True, fine_tune_epochs="3"
+    )
+    assert logged_in(reviewer).post(form.action, changed).status_code == 403
+    assert stored_settings(project) == ("auto", 50, "linear", False, 5)
+    assert owner_client.post(form.action, changed).status_code == 302
+    assert stored_settings(project) == ("margin", 10, "mlp", True, 3)
+    # The page now shows them, and unticking the box (the browser then sends no field
+    # for it) turns fine-tuning off again, the rest kept.
+    form = settings_form(owner_client, project)
+    assert form.fields == {
         "strategy": "margin",
         "retrain_every": "10",
         "head_kind": "mlp",
         "fine_tune": "on",
         "fine_tune_epochs": "3",
     }
-    # Exactly the fields the page renders (a field it left out once made every Save 400).
-    page = logged_in(owner).get(f"/projects/{project.pk}/model/").content.decode()
-    start = page.index('id="learner-settings"')
-    rendered = page[start : page.index("</form>", start)]
-    names = set(re.findall(r'name="(\w+)"', rendered)) - {"csrfmiddlewaretoken"}
-    assert names == set(form)
-    assert logged_in(reviewer).post(url, form).status_code == 403
-    assert logged_in(owner).post(url, form).status_code == 302
-    learner = LearnerSettings.objects.get(project=project)
-    assert (
-        learner.strategy,
-        learner.retrain_every,
-        learner.head_kind,
-        learner.fine_tune,
-        learner.fine_tune_epochs,
-    ) == ("margin", 10, "mlp", True, 3)
-    bad = logged_in(owner).post(
-        url, {**form, "fine_tune_epochs": "0", "head_kind": "svm", "strategy": "psychic"}
-    )
-    assert bad.status_code == 400
-    assert b"psychic is not one of the available choices" in bad.content
-    learner.refresh_from_db()
-    assert (learner.strategy, learner.head_kind, learner.fine_tune_epochs) == ("margin", "mlp", 3)
+    assert owner_client.post(form.action, form.submit(fine_tune=False)).status_code == 302
+    assert stored_settings(project) == ("margin", 10, "mlp", False, 3)
+    assert owner_client.post(form.action, form.submit()).status_code == 302
+    assert stored_settings(project) == ("margin", 10, "mlp", True, 3)
+
+    # A forged post with the same fields but values no option offers is refused.
+    bad = {**form.submit(), "fine_tune_epochs": "0", "head_kind": "svm", "strategy": "psychic"}
+    response = owner_client.post(form.action, bad)
+    assert response.status_code == 400
+    assert b"psychic is not one of the available choices" in response.content
+    assert stored_settings(project) == ("margin", 10, "mlp", True, 3)
     version = services.model_version_request(project=project, trigger="button", user=owner)
     assert (version.strategy, version.head_kind, version.fine_tuned) == ("margin", "mlp", True)
 
@@ -199,17 +287,16 @@ def test_the_owner_changes_training_settings(trainable, project, owner, reviewer
 def test_a_refused_settings_form_is_shown_on_the_whole_dashboard(trainable, project, owner):
     version = services.model_version_request(project=project, trigger="button", user=owner)
     ModelVersion.objects.filter(pk=version.pk).update(status="succeeded", is_active=True)
-    form = {
-        "strategy": "margin",
-        "retrain_every": "50",
-        "head_kind": "linear",
-        "fine_tune_epochs": "1000",
-    }
-    bad = logged_in(owner).post(f"/projects/{project.pk}/model/settings/", form)
+    client = logged_in(owner)
+    form = settings_form(client, project)
+    bad = client.post(form.action, form.submit(strategy="margin", fine_tune_epochs="1000"))
     assert bad.status_code == 400
     page = bad.content.decode()
     assert "less than or equal to 100" in page
-    # The versions table and the model card stay as the dashboard shows them.
+    # The refused form keeps what was typed; the versions table and the model card
+    # stay as the dashboard shows them.
+    shown = RenderedForm(page, "learner-settings")
+    assert shown.fields["fine_tune_epochs"] == "1000" and shown.fields["strategy"] == "margin"
     assert "v1 <strong>(active)</strong>" in page
     assert "No versions yet." not in page
-    assert LearnerSettings.objects.get(project=project).strategy == "auto"
+    assert stored_settings(project) == ("auto", 50, "linear", False, 5)
