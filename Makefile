@@ -8,7 +8,7 @@ PORT ?= 8000
 # pytest-xdist workers for `make test`, each with its own test database.
 TEST_WORKERS ?= auto
 
-.PHONY: run test install install-dev lint demo-data services bench-load
+.PHONY: run test install install-dev lint demo-data services bench-load mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +55,10 @@ bench-load: $(VENV)/.installed-run
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Mutation testing (docs/mutation.md): mutmut over the learner's logic and the queue,
+# split and archive code with the quick tests that cover them; prints `mutation score:
+# K of N killed` and the survivors. Not part of `make test`: about half an hour.
+mutation: $(VENV)/.installed-dev
+	@url=$$(scripts/test-services.sh) && \
+	DATABASE_URL=$$url nice -n 10 $(BIN)/python scripts/mutation.py $(MUTATION_ARGS)

@@ -1,0 +1,94 @@
+"""A pytest plugin for `make mutation` only (loaded with `-p scripts.mutation_pytest` from
+pyproject's [tool.mutmut]); `make test` never loads it.
+
+mutmut runs one short pytest session per mutant, two at a time, each forked from one
+process that has imported everything. Three things keep those sessions quick and apart:
+
+- each session takes a free slot (a file lock) and with it its own test database, so
+  two mutants' tests never wait on each other's rows or flush each other's tables;
+- the tests of a mutant run fastest first (durations from mutmut's own stats), so a
+  killed mutant stops early;
+- the forking process, once collection is done, runs what the libraries load lazily on
+  first use (torch's optimisers pull in some 900 modules, 1.6 s of CPU) and freezes its
+  objects, so the garbage collector never walks (and copies) the inherited heap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+SLOTS = 8
+_held = None
+
+
+def _claim_slot() -> int:
+    global _held
+    for slot in range(SLOTS):
+        handle = open(Path.cwd() / f".mutation-slot-{slot}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _held = handle  # released when this process ends
+        return slot
+    raise RuntimeError(f"more than {SLOTS} mutant sessions at once")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.collectonly:
+        return
+    # pytest-django appends "_<TOX_PARALLEL_ENV>" to the test database's name.
+    os.environ["TOX_PARALLEL_ENV"] = f"mut{_claim_slot()}"
+
+
+def _transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    if marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return True
+    return "transactional_db" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    stats = Path("mutmut-stats.json")
+    if not stats.exists():
+        return
+    durations = json.loads(stats.read_text()).get("duration_by_test", {})
+    # Tests that commit and flush stay after the others, as pytest-django orders them.
+    items.sort(key=lambda item: (_transactional(item), durations.get(item.nodeid, 0.0)))
+
+
+def _warm_up() -> None:
+    """First calls of the libraries the learner uses, on throwaway data."""
+    import numpy as np
+    import torch
+    from sklearn.cluster import KMeans
+    from sklearn.neighbors import NearestNeighbors
+
+    model = torch.nn.Linear(2, 2)
+    for optimiser in (torch.optim.AdamW(model.parameters()), torch.optim.LBFGS([model.bias])):
+
+        def closure(optimiser=optimiser):
+            optimiser.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(torch.ones(2, 2)), torch.tensor([0, 1]))
+            loss.backward()
+            return loss
+
+        optimiser.step(closure)
+    points = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    KMeans(n_clusters=2, n_init=1, random_state=0).fit(points)
+    NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.option.collectonly:
+        _warm_up()
+        gc.collect()
+        gc.freeze()

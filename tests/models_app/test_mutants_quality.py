@@ -1,0 +1,109 @@
+"""models_app.ml.quality on hand-made vectors and probabilities: near-duplicates,
+nearest neighbours, label quality and out-of-sample probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models_app.ml.quality import cross_val_proba, label_quality, near_duplicate_pairs, nearest
+
+VECTORS = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("chunk", [512, 1, 2])
+def test_near_duplicates_are_pairs_at_or_above_the_cosine_similarity(chunk):
+    # cos(0, 1) = 1, cos(2, 3) = 0.8, cos(0, 3) = 0.6; the zero vector is like nothing.
+    pairs = near_duplicate_pairs(VECTORS, similarity=0.7, chunk=chunk)
+    assert [(i, j) for i, j, _ in pairs] == [(0, 1), (2, 3)]
+    assert [s for _, _, s in pairs] == pytest.approx([1.0, 0.8], abs=1e-6)
+    assert all(type(s) is float for _, _, s in pairs)
+    at = near_duplicate_pairs(VECTORS, similarity=0.6, chunk=chunk)
+    assert sorted((i, j) for i, j, _ in at) == [(0, 1), (0, 3), (1, 3), (2, 3)]
+    assert near_duplicate_pairs(VECTORS[:0], similarity=0.5, chunk=chunk) == []
+
+
+def test_nearest_is_the_most_similar_row_by_cosine():
+    queries = np.array([[3.0, 0.1], [0.1, 5.0], [1.0, 1.0]])
+    best, similarity = nearest(queries, VECTORS[[2, 3, 1]])
+    assert best.tolist() == [2, 0, 1]
+    expected = [
+        3.0 / np.hypot(3.0, 0.1),
+        5.0 / np.hypot(0.1, 5.0),
+        (0.6 + 0.8) / np.sqrt(2),
+    ]
+    assert similarity == pytest.approx(expected, abs=1e-6)
+    best, similarity = nearest(queries, np.zeros((0, 2)))
+    assert best.tolist() == [-1, -1, -1]
+    assert similarity.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_label_quality_is_the_probability_of_the_given_label_among_classes_in_use():
+    # Class 1 has no example: its column is left out and the rest renormalised.
+    y = np.array([0, 0, 2, 2])
+    proba = np.array(
+        [[0.8, 0.1, 0.1], [0.6, 0.2, 0.2], [0.1, 0.1, 0.8], [0.7, 0.1, 0.2]], dtype=np.float32
+    )
+    result = label_quality(y, proba)
+    assert result.quality == pytest.approx([0.8 / 0.9, 0.6 / 0.8, 0.8 / 0.9, 0.2 / 0.9], abs=1e-6)
+    assert result.quality.dtype == np.float32
+    assert result.suggested.tolist() == [0, 0, 2, 0]
+    assert result.suggested_proba == pytest.approx([0.8, 0.6, 0.8, 0.7])
+
+
+def test_a_confidently_contradicted_label_is_an_issue_and_agreeing_ones_are_not():
+    y = np.array([0] * 10 + [1] * 10 + [0])
+    proba = np.array([[0.9, 0.1]] * 10 + [[0.1, 0.9]] * 10 + [[0.05, 0.95]], dtype=np.float32)
+    result = label_quality(y, proba)
+    assert result.is_issue.dtype == bool
+    assert result.is_issue.tolist() == [False] * 20 + [True]
+    assert result.suggested[-1] == 1
+
+
+def test_one_class_in_use_has_no_issues():
+    y = np.array([1, 1, 1])
+    proba = np.array([[0.2, 0.8], [0.9, 0.1], [0.5, 0.5]], dtype=np.float32)
+    result = label_quality(y, proba)
+    assert result.quality.tolist() == [1.0, 1.0, 1.0]
+    # Its prediction differs from the label, but a single class cannot be disputed.
+    assert result.is_issue.tolist() == [False, False, False]
+    assert result.suggested.tolist() == [1, 0, 0]
+
+
+def groups_with_a_wrong_label():
+    rng = np.random.default_rng(0)
+    a = np.array([1.0, 0.0, 0.0]) + rng.normal(0, 0.05, (10, 3))
+    b = np.array([0.0, 1.0, 0.0]) + rng.normal(0, 0.05, (10, 3))
+    x = np.vstack([a, b]).astype(np.float32)
+    y = np.array([0] * 10 + [1] * 10)
+    y[3] = 1  # a point of the first group, labeled as the second
+    return x, y
+
+
+def test_out_of_sample_probabilities_come_from_heads_that_never_saw_the_label():
+    x, y = groups_with_a_wrong_label()
+    proba = cross_val_proba(x, y, 2)
+    assert proba.shape == (20, 2)
+    assert proba.dtype == np.float32
+    assert proba.sum(axis=1) == pytest.approx(np.ones(20), abs=1e-5)
+    # Its own (wrong) label never trained the head that scored it: it looks like its group.
+    assert proba[3].argmax() == 0
+    right = np.delete(np.arange(20), 3)
+    assert (proba[right].argmax(axis=1) == y[right]).all()
+
+
+def test_out_of_sample_heads_are_strongly_regularised():
+    x, y = groups_with_a_wrong_label()
+    strong = cross_val_proba(x, y, 2)
+    weak = cross_val_proba(x, y, 2, weight_decay=1e-3)
+    assert strong.max(axis=1).mean() < weak.max(axis=1).mean()
+    assert cross_val_proba(x, y, 2, seed=1).tolist() != strong.tolist()
+
+
+def test_folds_are_clipped_to_the_smallest_class():
+    x, y = groups_with_a_wrong_label()
+    # Two examples of class 2: at most two folds, and every row is still scored.
+    x = np.vstack([x, [[0.0, 0.0, 1.0], [0.0, 0.05, 1.0]]]).astype(np.float32)
+    y = np.append(y, [2, 2])
+    proba = cross_val_proba(x, y, 3, folds=5)
+    assert (proba.sum(axis=1) > 0.99).all()

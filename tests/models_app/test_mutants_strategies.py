@@ -1,0 +1,263 @@
+"""models_app.ml.strategies on hand-made probabilities and point clouds whose answers
+are worked out by hand: which image each strategy asks for first, and by how much."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from models_app.ml.strategies import (
+    STRATEGIES,
+    _kmeans,
+    _unit,
+    cluster_margin,
+    entropy,
+    least_confidence,
+    margin,
+    rank,
+    typicality,
+    typiclust,
+)
+
+PROBA = np.array(
+    [
+        [0.7, 0.2, 0.1],
+        [0.4, 0.35, 0.25],
+        [1.0, 0.0, 0.0],
+        [1 / 3, 1 / 3, 1 / 3],
+    ]
+)
+EMBEDDINGS = np.eye(4, 3) + 0.1
+
+
+def test_least_confidence_is_one_minus_the_top_probability():
+    assert least_confidence(PROBA) == pytest.approx([0.3, 0.6, 0.0, 2 / 3])
+
+
+def test_margin_is_one_minus_the_gap_of_the_two_likeliest():
+    assert margin(PROBA) == pytest.approx([1 - 0.5, 1 - 0.05, 0.0, 1.0])
+    # Unsorted columns: the two likeliest are found wherever they are.
+    assert margin(np.array([[0.1, 0.6, 0.3]])) == pytest.approx([0.7])
+    # One class: nothing to hesitate between.
+    assert margin(np.array([[1.0], [1.0]])).tolist() == [0.0, 0.0]
+
+
+def test_entropy_is_normalised_by_its_largest_value():
+    h = -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1)) / math.log(3)
+    h2 = -(0.4 * math.log(0.4) + 0.35 * math.log(0.35) + 0.25 * math.log(0.25)) / math.log(3)
+    assert entropy(PROBA) == pytest.approx([h, h2, 0.0, 1.0], abs=1e-9)
+    # Two classes at 50/50 are as unsure as can be; one class is sure.
+    assert entropy(np.array([[0.5, 0.5]])) == pytest.approx([1.0])
+    assert entropy(np.array([[1.0]])) == pytest.approx([0.0], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ("least_confidence", [0.3, 0.6, 0.0, 2 / 3]),
+        ("margin", [0.5, 0.95, 0.0, 1.0]),
+    ],
+)
+def test_rank_gives_each_uncertainty_strategys_priority(strategy, expected):
+    labeled = np.zeros(4, dtype=bool)
+    priority = rank(strategy, embeddings=EMBEDDINGS, labeled=labeled, proba=PROBA, n_classes=3)
+    assert priority == pytest.approx(expected)
+
+
+def test_rank_by_entropy():
+    labeled = [False] * 4
+    priority = rank("entropy", embeddings=EMBEDDINGS, labeled=labeled, proba=PROBA, n_classes=3)
+    assert priority == pytest.approx(entropy(PROBA))
+    assert priority[3] == pytest.approx(1.0)
+    assert priority[2] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_unknown_strategy_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown strategy 'best'"):
+        rank("best", embeddings=EMBEDDINGS, labeled=np.zeros(4, bool))
+    assert set(STRATEGIES) >= {"random", "margin", "auto", "typiclust", "cluster_margin"}
+
+
+def test_random_order_is_the_seeds_and_uncertainty_without_a_model_is_random():
+    x = np.random.default_rng(0).normal(size=(30, 4))
+    labeled = np.zeros(30, dtype=bool)
+    first = rank("random", embeddings=x, labeled=labeled, seed=5)
+    assert first.shape == (30,)
+    assert ((first >= 0) & (first < 1)).all()
+    assert len(set(first.tolist())) == 30
+    assert rank("random", embeddings=x, labeled=labeled, seed=5).tolist() == first.tolist()
+    assert rank("random", embeddings=x, labeled=labeled, seed=6).tolist() != first.tolist()
+    for strategy in ("least_confidence", "margin", "entropy", "cluster_margin"):
+        same = rank(strategy, embeddings=x, labeled=labeled, proba=None, seed=5)
+        assert same.tolist() == first.tolist(), strategy
+    # A model's probabilities do not change the random order either.
+    proba = np.full((30, 2), 0.5)
+    assert rank("random", embeddings=x, labeled=labeled, proba=proba, seed=5).tolist() == (
+        first.tolist()
+    )
+
+
+def blobs(sizes=(6, 5, 4), spread=0.05):
+    """Tight groups around far-apart centres, each with one point exactly at its centre
+    and the others on a ring around it, across the centre's direction, so the centre is
+    the group's most typical point; the points and the index of each centre point."""
+    points, middle = [], []
+    for axis, size in enumerate(sizes):
+        centre = np.zeros(3)
+        centre[axis] = 10.0
+        across = [(axis + 1) % 3, (axis + 2) % 3]
+        middle.append(len(points))
+        points.append(centre)
+        for k in range(size - 1):
+            angle = 2 * math.pi * k / (size - 1)
+            point = centre.copy()
+            point[across] = spread * np.array([math.cos(angle), math.sin(angle)])
+            points.append(point)
+    return np.array(points), middle
+
+
+def test_auto_is_typiclust_until_five_labels_a_class_then_margin():
+    x, _ = blobs()
+    proba = np.tile([[0.6, 0.4], [0.9, 0.1], [0.5, 0.5]], (5, 1))
+    labeled = np.zeros(15, dtype=bool)
+    labeled[:9] = True  # one short of 5 a class for 2 classes
+
+    def both(strategy):
+        return rank(strategy, embeddings=x, labeled=labeled, proba=proba, n_classes=2, seed=1)
+
+    assert both("auto").tolist() == both("typiclust").tolist()
+    labeled[9] = True
+    assert both("auto").tolist() == both("margin").tolist()
+    # No model yet: cold, however many labels.
+    labeled[:] = True
+    labeled[-3:] = False
+    cold = rank("auto", embeddings=x, labeled=labeled, proba=None, n_classes=2, seed=1)
+    assert (
+        cold.tolist()
+        == rank(
+            "typiclust", embeddings=x, labeled=labeled, proba=None, n_classes=2, seed=1
+        ).tolist()
+    )
+
+
+def test_typiclust_takes_the_centre_of_each_group_largest_first():
+    x, middle = blobs(sizes=(6, 5, 4))
+    labeled = np.zeros(len(x), dtype=bool)
+    priority = typiclust(x, labeled, 3)
+    # Picks rank above everything else, the largest group's first: 1 + budget, down.
+    assert [priority[m] for m in middle] == [4.0, 3.0, 2.0]
+    rest = np.delete(priority, middle)
+    assert ((rest > 0) & (rest <= 1.0)).all()
+    assert int(np.argmax(priority)) == middle[0]
+
+
+def test_typiclust_skips_groups_with_a_label_and_marks_labels_lowest():
+    x, middle = blobs(sizes=(6, 5, 4))
+    labeled = np.zeros(len(x), dtype=bool)
+    labeled[middle[0] + 1] = True  # a label in the largest group
+    priority = typiclust(x, labeled, 2)
+    assert priority[middle[0] + 1] == -np.inf
+    assert [priority[middle[1]], priority[middle[2]]] == [3.0, 2.0]
+    # The labeled group's own centre is no pick, only typical.
+    assert 0 < priority[middle[0]] <= 1.0
+
+
+def test_typiclust_makes_no_more_clusters_than_allowed():
+    x, middle = blobs(sizes=(6, 5, 4))
+    labeled = np.zeros(len(x), dtype=bool)
+    priority = typiclust(x, labeled, 3, max_clusters=1)
+    # One cluster of everything: one pick, in the largest (densest) group.
+    assert (priority > 1).sum() == 1
+    assert priority.max() == 4.0
+    assert middle[0] <= int(np.argmax(priority)) < middle[1]
+
+
+def test_rank_typiclust_uses_the_batch_size_as_budget():
+    x, middle = blobs(sizes=(6, 5, 4))
+    labeled = np.zeros(len(x), dtype=bool)
+    priority = rank("typiclust", embeddings=x, labeled=labeled, batch_size=3, seed=0)
+    assert [priority[m] for m in middle] == [4.0, 3.0, 2.0]
+
+
+def test_typicality_is_the_inverse_mean_distance_to_the_nearest_neighbours():
+    x = np.array([[0.0], [1.0], [3.0]])
+    assert typicality(x, k=1) == pytest.approx([1.0, 1.0, 0.5])
+    # k = 2: 0 -> (1 + 3) / 2, 1 -> (1 + 2) / 2, 3 -> (2 + 3) / 2.
+    assert typicality(x, k=2) == pytest.approx([1 / 2, 2 / 3, 2 / 5])
+    # More neighbours than there are: all the others.
+    assert typicality(x, k=20) == pytest.approx([1 / 2, 2 / 3, 2 / 5])
+    assert typicality(np.array([[5.0]])).tolist() == [1.0]
+    assert typicality(np.zeros((0, 2))).tolist() == []
+
+
+def test_unit_rows_have_length_one_and_wide_data_is_projected():
+    x = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]])
+    unit = _unit(x)
+    assert unit.dtype == np.float32
+    assert unit == pytest.approx(np.array([[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]]))
+    wide = np.random.default_rng(0).normal(size=(70, 80))
+    assert _unit(wide).shape == (70, 64)
+    assert _unit(wide, dims=10).shape == (70, 10)
+    # As wide as allowed, or too few rows: left as they are.
+    assert _unit(wide[:, :64]).shape == (70, 64)
+    assert _unit(wide[:50]).shape == (50, 80)
+
+
+def test_kmeans_clips_the_number_of_clusters():
+    x, middle = blobs(sizes=(6, 5, 4))
+    labels = _kmeans(x, 3, seed=0)
+    groups = [set(labels[m : m + n].tolist()) for m, n in zip(middle, (6, 5, 4), strict=True)]
+    assert all(len(g) == 1 for g in groups)
+    assert len(set().union(*groups)) == 3
+    assert len(set(_kmeans(x[:2], 10, seed=0).tolist())) == 2
+    assert set(_kmeans(x, 0, seed=0).tolist()) == {0}
+
+
+def test_cluster_margin_takes_the_uncertain_round_robin_across_groups():
+    # Items 0-2 in one group, 3-5 in another; uncertainty falls from 0 to 5.
+    embeddings = np.array(
+        [[1, 0, 0.01], [1, 0.01, 0], [1, 0, 0], [0, 1, 0.01], [0, 1, 0], [0.01, 1, 0]],
+        dtype=float,
+    )
+    gaps = [0.05, 0.1, 0.2, 0.3, 0.6, 0.7]
+    proba = np.array([[(1 + g) / 2, (1 - g) / 2] for g in gaps])
+    # Candidates: the 2 x 2 most uncertain (0, 1, 2, 3), in two clusters {0, 1, 2} and
+    # {3}, taken in turn: 0, 3, 1, 2, with priorities 2 + 4, 2 + 3, ...
+    priority = cluster_margin(proba, embeddings, 2, candidates=2)
+    assert priority[:4] == pytest.approx([6.0, 4.0, 3.0, 5.0])
+    # The rest keep their margin priority, below every pick.
+    assert priority[4:] == pytest.approx([1 - 0.6, 1 - 0.7])
+    assert cluster_margin(np.zeros((0, 2)), np.zeros((0, 3)), 2).tolist() == []
+
+
+def test_cluster_margin_candidates_are_at_least_one_batch():
+    embeddings = np.array([[1, 0], [0.99, 0.01], [0, 1], [0.01, 0.99]], dtype=float)
+    gaps = [0.1, 0.2, 0.3, 0.4]
+    proba = np.array([[(1 + g) / 2, (1 - g) / 2] for g in gaps])
+    # candidates=0 still takes batch_size (2) candidates: 0 and 1, one cluster each.
+    priority = cluster_margin(proba, embeddings, 2, candidates=0)
+    assert priority == pytest.approx([4.0, 3.0, 1 - 0.3, 1 - 0.4])
+
+
+def test_rank_cluster_margin_ranks_the_pool_and_leaves_labels_at_zero():
+    embeddings = np.array(
+        [[1, 0, 0.01], [1, 0.01, 0], [1, 0, 0], [0, 1, 0.01], [0, 1, 0], [0.01, 1, 0]],
+        dtype=float,
+    )
+    gaps = [0.05, 0.1, 0.2, 0.3, 0.6, 0.7]
+    proba = np.array([[(1 + g) / 2, (1 - g) / 2] for g in gaps])
+    labeled = np.array([True, False, False, False, False, False])
+    priority = rank(
+        "cluster_margin",
+        embeddings=embeddings,
+        labeled=labeled,
+        proba=proba,
+        batch_size=2,
+        seed=0,
+    )
+    assert priority[0] == 0.0
+    # Pool 1-5, all candidates (10 x 2 > 5), clusters {1, 2} and {3, 4, 5}: taken
+    # 1, 3, 2, 4, 5 with priorities 2 + 5, 2 + 4, ...
+    assert priority[1:] == pytest.approx([7.0, 5.0, 6.0, 4.0, 3.0])
