@@ -57,6 +57,10 @@ def test_an_odd_margin_is_split_with_the_extra_pixel_after():
     out = preprocess(png(pixels), InputConfig(size=2, crop_pct=0.5, mean=MEAN, std=STD))
     # (7 - 2) // 2 = 2 columns before the crop, 3 after.
     assert out == pytest.approx(normalised(pixels[1:3, 2:4]), abs=1e-6)
+    # The same for rows: (7 - 2) // 2 = 2 rows above, 3 below.
+    pixels = numbered(4, 7)
+    out = preprocess(png(pixels), InputConfig(size=2, crop_pct=0.5, mean=MEAN, std=STD))
+    assert out == pytest.approx(normalised(pixels[2:4, 1:3]), abs=1e-6)
 
 
 @pytest.mark.parametrize("size", [(37, 23), (23, 37), (50, 50), (9, 40)])

@@ -9,6 +9,7 @@ import pytest
 from models_app.ml.quality import cross_val_proba, label_quality, near_duplicate_pairs, nearest
 
 VECTORS = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.0, 0.0]])
+SHORT = np.array([[0.3, 0.0], [0.0, 0.2], [0.06, 0.08]])  # the same directions, shorter
 
 
 @pytest.mark.parametrize("chunk", [512, 1, 2])
@@ -21,6 +22,9 @@ def test_near_duplicates_are_pairs_at_or_above_the_cosine_similarity(chunk):
     at = near_duplicate_pairs(VECTORS, similarity=0.6, chunk=chunk)
     assert sorted((i, j) for i, j, _ in at) == [(0, 1), (0, 3), (1, 3), (2, 3)]
     assert near_duplicate_pairs(VECTORS[:0], similarity=0.5, chunk=chunk) == []
+    # Length does not matter, only direction.
+    short = near_duplicate_pairs(np.vstack([VECTORS[:1], SHORT]), similarity=0.99, chunk=chunk)
+    assert [(i, j) for i, j, _ in short] == [(0, 1)]
 
 
 def test_nearest_is_the_most_similar_row_by_cosine():
@@ -33,9 +37,21 @@ def test_nearest_is_the_most_similar_row_by_cosine():
         (0.6 + 0.8) / np.sqrt(2),
     ]
     assert similarity == pytest.approx(expected, abs=1e-6)
+    assert similarity.dtype == np.float32
     best, similarity = nearest(queries, np.zeros((0, 2)))
     assert best.tolist() == [-1, -1, -1]
     assert similarity.tolist() == [0.0, 0.0, 0.0]
+    assert similarity.dtype == np.float32
+
+
+def test_nearest_ignores_length_and_zero_vectors_match_nothing():
+    # Short queries and rows point the same ways as long ones.
+    best, similarity = nearest(SHORT, np.vstack([np.zeros((1, 2)), VECTORS[[2, 3, 1]]]))
+    assert best.tolist() == [3, 1, 2]
+    assert similarity == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)
+    # A zero query is like nothing: similarity 0, not NaN.
+    best, similarity = nearest(np.zeros((1, 2)), VECTORS[:2])
+    assert similarity.tolist() == [0.0]
 
 
 def test_label_quality_is_the_probability_of_the_given_label_among_classes_in_use():
@@ -49,6 +65,13 @@ def test_label_quality_is_the_probability_of_the_given_label_among_classes_in_us
     assert result.quality.dtype == np.float32
     assert result.suggested.tolist() == [0, 0, 2, 0]
     assert result.suggested_proba == pytest.approx([0.8, 0.6, 0.8, 0.7])
+
+
+def test_a_label_with_no_probability_among_classes_in_use_has_quality_zero():
+    y = np.array([0, 2])
+    proba = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+    result = label_quality(y, proba)
+    assert result.quality.tolist() == [0.0, 1.0]
 
 
 def test_a_confidently_contradicted_label_is_an_issue_and_agreeing_ones_are_not():

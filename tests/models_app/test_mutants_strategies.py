@@ -102,19 +102,22 @@ def test_random_order_is_the_seeds_and_uncertainty_without_a_model_is_random():
 def blobs(sizes=(6, 5, 4), spread=0.05):
     """Tight groups around far-apart centres, each with one point exactly at its centre
     and the others on a ring around it, across the centre's direction, so the centre is
-    the group's most typical point; the points and the index of each centre point."""
+    the group's most typical point; the centre comes second in its group, so that
+    "the first member" is never the right answer by chance. The points and the index
+    of each centre point."""
     points, middle = [], []
     for axis, size in enumerate(sizes):
         centre = np.zeros(3)
         centre[axis] = 10.0
         across = [(axis + 1) % 3, (axis + 2) % 3]
-        middle.append(len(points))
-        points.append(centre)
+        ring = []
         for k in range(size - 1):
             angle = 2 * math.pi * k / (size - 1)
             point = centre.copy()
             point[across] = spread * np.array([math.cos(angle), math.sin(angle)])
-            points.append(point)
+            ring.append(point)
+        middle.append(len(points) + 1)
+        points += [ring[0], centre, *ring[1:]]
     return np.array(points), middle
 
 
@@ -156,7 +159,7 @@ def test_typiclust_takes_the_centre_of_each_group_largest_first():
 def test_typiclust_skips_groups_with_a_label_and_marks_labels_lowest():
     x, middle = blobs(sizes=(6, 5, 4))
     labeled = np.zeros(len(x), dtype=bool)
-    labeled[middle[0] + 1] = True  # a label in the largest group
+    labeled[middle[0] + 1] = True  # a label in the largest group (not its centre)
     priority = typiclust(x, labeled, 2)
     assert priority[middle[0] + 1] == -np.inf
     assert [priority[middle[1]], priority[middle[2]]] == [3.0, 2.0]
@@ -171,7 +174,7 @@ def test_typiclust_makes_no_more_clusters_than_allowed():
     # One cluster of everything: one pick, in the largest (densest) group.
     assert (priority > 1).sum() == 1
     assert priority.max() == 4.0
-    assert middle[0] <= int(np.argmax(priority)) < middle[1]
+    assert middle[0] - 1 <= int(np.argmax(priority)) < middle[1] - 1
 
 
 def test_rank_typiclust_uses_the_batch_size_as_budget():
@@ -208,7 +211,8 @@ def test_unit_rows_have_length_one_and_wide_data_is_projected():
 def test_kmeans_clips_the_number_of_clusters():
     x, middle = blobs(sizes=(6, 5, 4))
     labels = _kmeans(x, 3, seed=0)
-    groups = [set(labels[m : m + n].tolist()) for m, n in zip(middle, (6, 5, 4), strict=True)]
+    starts = [m - 1 for m in middle]
+    groups = [set(labels[m : m + n].tolist()) for m, n in zip(starts, (6, 5, 4), strict=True)]
     assert all(len(g) == 1 for g in groups)
     assert len(set().union(*groups)) == 3
     assert len(set(_kmeans(x[:2], 10, seed=0).tolist())) == 2
@@ -261,3 +265,66 @@ def test_rank_cluster_margin_ranks_the_pool_and_leaves_labels_at_zero():
     # Pool 1-5, all candidates (10 x 2 > 5), clusters {1, 2} and {3, 4, 5}: taken
     # 1, 3, 2, 4, 5 with priorities 2 + 5, 2 + 4, ...
     assert priority[1:] == pytest.approx([7.0, 5.0, 6.0, 4.0, 3.0])
+
+
+def test_typicality_counts_twenty_neighbours_by_default():
+    x = np.random.default_rng(2).normal(size=(25, 3))
+    distances = np.linalg.norm(x[:, None] - x[None], axis=2)
+    nearest20 = np.sort(distances, axis=1)[:, 1:21]
+    assert typicality(x) == pytest.approx(1 / (nearest20.mean(axis=1) + 1e-8))
+    # Two points are each other's only neighbour; two equal points are most typical.
+    assert typicality(np.array([[0.0], [4.0]])) == pytest.approx([0.25, 0.25])
+    assert typicality(np.array([[1.0], [1.0]])) == pytest.approx([1e8, 1e8])
+
+
+def test_auto_counts_two_classes_unless_told():
+    x, _ = blobs()
+    proba = np.tile([[0.6, 0.4], [0.9, 0.1], [0.5, 0.5]], (5, 1))
+    labeled = np.zeros(15, dtype=bool)
+    labeled[:10] = True
+    auto = rank("auto", embeddings=x, labeled=labeled, proba=proba, seed=1)
+    assert auto.tolist() == rank("margin", embeddings=x, labeled=labeled, proba=proba).tolist()
+
+
+def test_typiclust_asks_for_fifty_labels_a_batch_unless_told():
+    x = np.random.default_rng(3).normal(size=(60, 3))
+    priority = rank("typiclust", embeddings=x, labeled=np.zeros(60, bool), seed=0)
+    assert (priority > 1).sum() == 50
+
+
+def uniform_case(n=120, seed=4):
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet([1, 1, 1], n)
+    return rng.uniform(size=(n, 3)), proba
+
+
+@pytest.mark.parametrize("strategy", ["typiclust", "cluster_margin"])
+def test_the_run_seed_reaches_the_clustering(strategy):
+    x, proba = uniform_case()
+    labeled = np.zeros(len(x), dtype=bool)
+
+    def ranked(seed):
+        return rank(
+            strategy, embeddings=x, labeled=labeled, proba=proba, batch_size=8, seed=seed
+        ).tolist()
+
+    assert ranked(1) == ranked(1)
+    assert ranked(1) != ranked(2)
+
+
+def test_cluster_margin_takes_ten_batches_of_candidates_unless_told():
+    x, proba = uniform_case(n=60)
+    priority = cluster_margin(proba, x, 2)
+    assert (priority >= 2).sum() == 20
+
+
+def test_cluster_margin_starts_the_round_with_the_most_uncertain_group():
+    embeddings = np.array(
+        [[1, 0, 0.01], [1, 0.01, 0], [1, 0, 0], [0, 1, 0.01], [0, 1, 0], [0.01, 1, 0]],
+        dtype=float,
+    )
+    gaps = [0.7, 0.6, 0.3, 0.2, 0.1, 0.05]
+    proba = np.array([[(1 + g) / 2, (1 - g) / 2] for g in gaps])
+    # Candidates 5, 4, 3 (one group) and 2 (the other): 5, 2, 4, 3 in turn.
+    priority = cluster_margin(proba, embeddings, 2, candidates=2)
+    assert priority[2:] == pytest.approx([5.0, 3.0, 4.0, 6.0])
