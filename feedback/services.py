@@ -304,18 +304,24 @@ def _scan(scan: ReviewScan) -> None:
             status=Image.Status.ACTIVE,
         )
         .order_by("id")
-        .values_list("id", "label_id")
+        .values_list("id", "label_id", "content_hash", "label__name")
     )
-    class_ids = sorted({label_id for _, label_id in rows})
+    class_ids = sorted({label_id for _, label_id, _, _ in rows})
     if len(class_ids) < 2 or len(rows) < 10:
         raise ValidationError("A review needs at least 10 labeled images of two classes.")
     index = {pk: i for i, pk in enumerate(class_ids)}
-    ids = [pk for pk, _ in rows]
-    y = np.asarray([index[label_id] for _, label_id in rows], dtype=np.int64)
+    ids = [pk for pk, _, _, _ in rows]
+    y = np.asarray([index[label_id] for _, label_id, _, _ in rows], dtype=np.int64)
     x = learner.project_embeddings(project=project).of(ids)
     config = settings.FEEDBACK
     quality = learner.label_scores(
-        x=x, y=y, n_classes=len(class_ids), folds=config["REVIEW_FOLDS"], seed=scan.pk
+        x=x,
+        y=y,
+        n_classes=len(class_ids),
+        folds=config["REVIEW_FOLDS"],
+        # The folds are drawn from the labels themselves, not from the scan's id: the
+        # same labels get the same scores in any database and any run.
+        seed=learner.labels_seed((content_hash, name) for _, _, content_hash, name in rows),
     )
     pairs = learner.near_duplicates(x=x, similarity=config["NEAR_DUPLICATE_SIMILARITY"])
     with transaction.atomic():

@@ -3,7 +3,8 @@ and with a model its suggested class and confidence."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -73,6 +74,27 @@ def queue_rank(
             for i, pk in enumerate(pool_ids)
         ]
     return image_suggestions_write(project=project, suggestions=suggestions)
+
+
+def ranking_seed(*, project: Project) -> int:
+    """The seed of `project`'s ranking now: `labels_seed` of its labeled images. Never a
+    database id or the clock, which would make the same labels rank differently from
+    one database (or one run of a benchmark) to the next."""
+    return labels_seed(
+        Image.objects.filter(project=project, label__isnull=False).values_list(
+            "content_hash", "label__name"
+        )
+    )
+
+
+def labels_seed(labels: Iterable[tuple[str, str]]) -> int:
+    """A seed drawn from what was labeled: each image's content hash with its class's
+    name, in any order. A benchmark's run seed reaches every later ranking through the
+    labels its first ranking chose."""
+    digest = hashlib.sha256()
+    for content_hash, name in sorted(labels):
+        digest.update(f"{content_hash} {name}\n".encode())
+    return int.from_bytes(digest.digest()[:4], "big")
 
 
 def queue_rerank(*, project: Project, seed: int | None = None) -> int:

@@ -40,7 +40,7 @@ from models_app.services.embeddings import (
     project_embeddings,
 )
 from models_app.services.options import learner_settings
-from models_app.services.ranking import queue_rank
+from models_app.services.ranking import queue_rank, ranking_seed
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +196,8 @@ def model_version_train(*, version_id: int) -> ModelVersion:
     crash starts over. Any failure is recorded on the version (status failed, with the
     error) and the previously active version keeps serving. Suggestions are written last,
     once the new model has trained and been evaluated, just before it is activated.
-    The queue is then ranked with the project's strategy (randomness seeded by the
-    version's id).
+    The queue is then ranked with the project's strategy (randomness seeded by its
+    labels, `ranking_seed`: never by a database id, so a rerun ranks alike).
     """
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(pk=version_id)
@@ -286,7 +286,7 @@ def _train(version: ModelVersion) -> dict:
         embeddings=embeddings,
         proba_for=proba_for,
         class_ids=data.class_ids,
-        seed=version.pk,
+        seed=ranking_seed(project=project),
     )
     return {
         "class_ids": data.class_ids,
