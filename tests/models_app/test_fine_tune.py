@@ -14,6 +14,9 @@ from labeling.datasets import FASHION_MNIST_CLASSES
 from labeling.models import Image
 from models_app import services
 from models_app.ml.backbone import load_backbone
+from models_app.ml.embed import embed_batches
+from models_app.ml.finetune import finetune, predictor
+from models_app.ml.head import predict_proba, train_head
 from models_app.models import LearnerSettings
 from tests.fashion import labeled_project
 
@@ -75,3 +78,35 @@ def test_a_fine_tuned_version_trains_the_backbone_and_learns_the_classes(project
     assert correct >= len(test) - 1
     # Over the held-out and the unlabeled images together, far beyond a coin.
     assert well_above_chance(right + correct, len(unlabeled) + len(test))
+
+
+def test_fine_tuning_learns_from_its_labels_even_against_its_probe(tmp_path, fashion, settings):
+    """The run above starts from a probe that is already right, so it would pass if
+    fine-tuning learned nothing (its validation split keeps the best epoch). Here the
+    probe is trained on swapped labels, wrong on every held-out image: a few epochs of
+    fine-tuning on the true labels must turn the network around."""
+    wanted = {FASHION_MNIST_CLASSES.index("Trouser"): 0, FASHION_MNIST_CLASSES.index("Bag"): 1}
+    paths, y = [], []
+    for index in range(fashion.count):
+        label = wanted.get(fashion.labels[index])
+        if label is not None and y.count(label) < 16:
+            path = tmp_path / f"f{index}.png"
+            path.write_bytes(fashion.png(index))
+            paths.append(str(path))
+            y.append(label)
+    y = np.asarray(y)
+    train, held_out = np.arange(0, len(y), 2), np.arange(1, len(y), 2)
+    name = settings.LEARNER["BACKBONE"]
+    backbone = load_backbone(name)
+    x = np.concatenate([batch for _, batch in embed_batches(backbone, paths)])
+    probe = train_head(x[train], 1 - y[train], 2)
+
+    def accuracy(proba):
+        return float((proba.argmax(axis=1) == y[held_out]).mean())
+
+    assert accuracy(predict_proba(probe, x[held_out])) <= 0.1
+    tuned = finetune(
+        probe, [paths[i] for i in train], y[train], backbone_name=name, epochs=4, batch_size=4
+    )
+    network = predictor(tuned, probe, backbone_name=name)
+    assert accuracy(network([paths[i] for i in held_out])) >= 0.75
