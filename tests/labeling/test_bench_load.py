@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -27,6 +29,14 @@ def test_concurrent_annotators_never_share_an_image_and_no_label_is_lost(tmp_pat
     ):
         assert key in report, key
     assert (report["annotators"], report["images"]) == (4, 500)
+    # The run's own facts: the load lasted the 3 s asked, inside the whole run's time,
+    # on this machine, and the command gives the same run again.
+    assert 3 <= report["load_seconds"] < report["seconds"]
+    assert report["machine"]["cores"] == os.cpu_count()
+    words = shlex.split(report["command"])
+    assert words[:3] == ["python", "manage.py", "bench_load"]
+    assert words[words.index("--annotators") + 1] == "4"
+    assert words[words.index("--images") + 1] == "500"
     assert report["labels"] > 0 and report["errors"] == 0
     assert report["served_twice"] == 0 and report["lost_labels"] == 0
     assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]

@@ -25,7 +25,14 @@ from feedback import selectors, services
 from labeling import services as labeling_services
 from labeling.datasets import FASHION_MNIST_CLASSES, fashion_mnist_read
 from labeling.models import Image
-from models_app.benchmarks import Pool, embedding_cache, project_delete, synchronous_tasks
+from models_app import services as learner
+from models_app.benchmarks import (
+    Pool,
+    embedding_cache,
+    project_delete,
+    run_facts,
+    synchronous_tasks,
+)
 
 
 class Command(BaseCommand):
@@ -40,6 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--cache-dir", default=str(settings.DATA_DIR / "cache"))
 
     def handle(self, *args, **options):
+        begun = time.monotonic()
         if not 0 < options["flip"] < 1:
             raise CommandError("--flip is a share of the labels, between 0 and 1.")
         try:
@@ -80,6 +88,9 @@ class Command(BaseCommand):
             scan_seconds=round(seconds, 1),
             folds=settings.FEEDBACK["REVIEW_FOLDS"],
             seed=options["seed"],
+            **run_facts(
+                self, "bench_mistakes", options, begun, str(learner.backbone_load().device)
+            ),
         )
         Path(options["json_path"]).write_text(json.dumps(report, indent=2) + "\n")
         for key, value in report.items():

@@ -14,11 +14,15 @@ the run) and that the stored labels equal the successful label requests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import importlib.metadata
 import io
 import json
 import os
+import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -55,6 +59,7 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
 
     def handle(self, *args, **options):
+        begun = time.monotonic()
         if connection.vendor != "postgresql":
             raise CommandError("bench_load measures PostgreSQL: set DATABASE_URL to one.")
         if options["annotators"] < 1 or options["images"] < 1 or options["seconds"] <= 0:
@@ -70,8 +75,8 @@ class Command(BaseCommand):
                 run.warm_up(tokens[0], rounds=4 * options["workers"])
                 started = time.monotonic()
                 threads = [
-                    threading.Thread(target=run.annotate, args=(t, started + options["seconds"]))
-                    for t in tokens
+                    threading.Thread(target=run.annotate, args=(t, started + options["seconds"], i))
+                    for i, t in enumerate(tokens)
                 ]
                 for thread in threads:
                     thread.start()
@@ -85,6 +90,11 @@ class Command(BaseCommand):
         finally:
             self._cleanup(project, users)
             log.unlink(missing_ok=True)
+        report.update(
+            seconds=round(time.monotonic() - begun, 1),
+            machine=machine(),
+            command=command_line(self, options),
+        )
         Path(options["json_path"]).write_text(json.dumps(report, indent=2) + "\n")
         for key, value in report.items():
             self.stdout.write(f"{key}: {value}")
@@ -182,7 +192,7 @@ class Command(BaseCommand):
         return {
             "annotators": options["annotators"],
             "images": options["images"],
-            "seconds": round(elapsed, 1),
+            "load_seconds": round(elapsed, 1),
             "workers": options["workers"],
             "requests": len(run.client_ms),
             "errors": run.errors,
@@ -247,8 +257,8 @@ class Run:
             finally:
                 conn.close()
 
-    def annotate(self, token: str, deadline: float) -> None:
-        rng = np.random.default_rng(abs(hash(token)) % 2**32)
+    def annotate(self, token: str, deadline: float, seed: int) -> None:
+        rng = np.random.default_rng(seed)
         while time.monotonic() < deadline:
             try:
                 code, image = self._post(token, f"{self.base}/queue/next/")
@@ -275,3 +285,31 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# models_app.benchmarks has the same two for the learner's benches; labeling imports
+# nothing from models_app, so this bench keeps its own.
+def machine() -> dict:
+    cpu_model = None
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model or platform.processor() or None,
+        "device": "cpu",  # no model runs in this benchmark
+        "torch": importlib.metadata.version("torch"),
+        "python": platform.python_version(),
+    }
+
+
+def command_line(command: BaseCommand, options: dict) -> str:
+    """`python manage.py bench_load` with every option as given or defaulted."""
+    base = {a.dest for a in BaseCommand().create_parser("manage.py", "base")._actions}
+    parts = ["python", "manage.py", "bench_load"]
+    for action in command.create_parser("manage.py", "bench_load")._actions:
+        if action.dest not in base and action.option_strings and action.dest in options:
+            parts += [max(action.option_strings, key=len), shlex.quote(str(options[action.dest]))]
+    return " ".join(parts)

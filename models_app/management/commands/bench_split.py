@@ -29,7 +29,7 @@ from labeling import services as labeling_services
 from labeling.datasets import FASHION_MNIST_CLASSES, fashion_mnist_read
 from labeling.models import Image
 from models_app import services
-from models_app.benchmarks import Pool, embedding_cache, project_delete
+from models_app.benchmarks import Pool, embedding_cache, project_delete, run_facts
 from models_app.ml.head import predict_proba, train_head
 
 PAIRS = (("T-shirt/top", "Shirt"), ("Pullover", "Coat"))
@@ -47,6 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--cache-dir", default=str(settings.DATA_DIR / "cache"))
 
     def handle(self, *args, **options):
+        started = time.monotonic()
         if options["seeds_per_class"] < 1 or options["repeats"] < 1:
             raise CommandError("--seeds-per-class and --repeats are at least 1.")
         try:
@@ -73,6 +74,9 @@ class Command(BaseCommand):
             "pool": pool.size,
             "seeds_per_class": options["seeds_per_class"],
             "repeats": options["repeats"],
+            **run_facts(
+                self, "bench_split", options, started, str(services.backbone_load().device)
+            ),
         }
         Path(options["json_path"]).write_text(json.dumps(report, indent=2) + "\n")
         for name, row in pairs.items():
