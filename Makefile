@@ -58,7 +58,7 @@ lint: $(VENV)/.installed-dev
 
 # Mutation testing (docs/mutation.md): mutmut over the learner's logic and the queue,
 # split and archive code with the quick tests that cover them; prints `mutation score:
-# K of N killed` and the survivors. Not part of `make test`: about half an hour.
+# K of N killed` and the survivors. Not part of `make test`: half an hour or more.
 mutation: $(VENV)/.installed-dev
 	@url=$$(scripts/test-services.sh) && \
 	DATABASE_URL=$$url nice -n 10 $(BIN)/python scripts/mutation.py $(MUTATION_ARGS)

@@ -100,9 +100,9 @@ def report(scope: list[str], minimum: float) -> int:
     listed = DOC.read_text() if DOC.exists() else ""
     survivors = sorted(name for name, (status, _) in found.items() if status not in KILLED)
     lines = []
-    for name in survivors:
+    for name in (n for n in survivors if found[n][0] != "not checked"):
         status, source = found[name]
-        note = "listed as equivalent" if name in listed else "NOT LISTED"
+        note = "listed in docs/mutation.md" if name in listed else "NOT LISTED"
         lines.append(f"\n## {name} ({status}; {note})")
         try:
             lines.append(get_diff_for_mutant(name, path=source))
@@ -116,9 +116,15 @@ def report(scope: list[str], minimum: float) -> int:
     for status, _ in found.values():
         by_status[status] = by_status.get(status, 0) + 1
     unlisted = sum(1 for name in survivors if name not in listed)
+    unchecked = by_status.get("not checked", 0)
     print()
     print("by status: " + ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())))
-    print(f"survivors: {len(survivors)} ({unlisted} not listed in docs/mutation.md)")
+    print(
+        f"not killed: {len(survivors)} ({unlisted} not listed in docs/mutation.md), "
+        f"of which {unchecked} not checked"
+    )
+    if unchecked:
+        print(f"the run stopped early: {killed} of {len(found) - unchecked} checked were killed")
     print(f"mutation score: {killed} of {len(found)} killed")
     share = 100.0 * killed / len(found)
     print(

@@ -289,3 +289,17 @@ def test_self_training_calibrates_on_every_label_given():
     # Training labels alone (16) are too few to calibrate on.
     alone = train_head_self(x, y, 2, x_pool=pool, max_epochs=20)
     assert alone.temperature == 1.0
+
+
+class _Anything:
+    """Not a tensor, a number or a string: a weights-only load refuses it."""
+
+
+def test_a_model_file_holding_other_objects_is_refused(tmp_path):
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    torch.save({"kind": _Anything()}, buffer)
+    with pytest.raises(pickle.UnpicklingError):
+        head_from_bytes(buffer.getvalue())

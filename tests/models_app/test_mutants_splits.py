@@ -12,7 +12,7 @@ import torch
 from django.core.exceptions import ValidationError
 
 from labeling import services as labeling_services
-from labeling.models import SplitAssignment
+from labeling.models import LabelClass, SplitAssignment
 from models_app.models import Embedding
 from models_app.selectors import backbone_key
 from models_app.services import split_suggest
@@ -148,3 +148,37 @@ def test_when_every_image_is_decided_there_is_nothing_to_suggest(shoes):
     )
     assert split_suggest(split=split) == 0
     assert suggestions(split) == {}
+
+
+@pytest.mark.django_db
+def test_suggesting_again_replaces_the_suggestions_and_counts_only_decisions(shoes):
+    split, images = shoes
+    low, high = split.targets.order_by("order", "id")
+    labeling_services.split_assign(split=split, image_ids=[images[0].pk], label_class=low)
+    labeling_services.split_assign(split=split, image_ids=[images[3].pk], label_class=high)
+    # Earlier suggestions are not seeds: the same five images are suggested again.
+    assert split_suggest(split=split) == 5
+    first = suggestions(split)
+    assert split_suggest(split=split) == 5
+    assert set(suggestions(split)) == set(first) == {images[i].pk for i in (1, 2, 4, 5, 6)}
+
+
+@pytest.mark.django_db
+def test_a_seed_relabeled_to_another_class_no_longer_counts(shoes, owner):
+    split, images = shoes
+    low, high = split.targets.order_by("order", "id")
+    labeling_services.split_assign(split=split, image_ids=[images[0].pk], label_class=low)
+    labeling_services.split_assign(split=split, image_ids=[images[3].pk], label_class=high)
+    other = LabelClass.objects.get(project=split.project, name="other")
+    labeling_services.annotation_create(image=images[3], label_class=other, annotator=owner)
+    with pytest.raises(ValidationError, match=r"\(none yet: high\)"):
+        split_suggest(split=split)
+
+
+@pytest.mark.django_db
+def test_every_new_class_without_a_seed_is_named(shoes):
+    split, _ = shoes
+    with pytest.raises(ValidationError) as refused:
+        split_suggest(split=split)
+    names = refused.value.messages[0].split("none yet: ")[1].rstrip(").")
+    assert sorted(names.split(", ")) == ["high", "low"]
