@@ -7,7 +7,15 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from labeling import services
-from labeling.models import Annotation, Image, LabelClass, Membership, Project, TaxonomyChange
+from labeling.models import (
+    Annotation,
+    Image,
+    LabelClass,
+    Membership,
+    Project,
+    TagAnnotation,
+    TaxonomyChange,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -30,10 +38,15 @@ class LabelClassInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "created_by", "created_at"]
+    list_display = ["id", "name", "kind", "created_by", "created_at"]
+    list_filter = ["kind"]
     search_fields = ["name", "description"]
     raw_id_fields = ["created_by"]
     inlines = [MembershipInline, LabelClassInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A project's kind decides what its labels are: fixed once it exists.
+        return ["kind"] if obj else []
 
 
 @admin.register(Membership)
@@ -76,6 +89,18 @@ class AnnotationInline(admin.TabularInline):
         return False
 
 
+class TagAnnotationInline(admin.TabularInline):
+    model = TagAnnotation
+    fk_name = "image"
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "tag", "state", "action", "annotator", "is_current", "reverts"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
     list_display = ["id", "original_name", "project", "label", "split", "source", "created_at"]
@@ -89,10 +114,11 @@ class ImageAdmin(admin.ModelAdmin):
         "width",
         "height",
         "label",
+        "tagged",
         "created_at",
         "preview",
     ]
-    inlines = [AnnotationInline]
+    inlines = [AnnotationInline, TagAnnotationInline]
     actions = ["release_reservations"]
 
     @admin.display(description="thumbnail")

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import django_filters
 from django.core.validators import RegexValidator
+from django.db.models import Exists, OuterRef, Q
 
-from labeling.models import Image
+from labeling.models import Image, TagAnnotation
 
 
 class ImageFilter(django_filters.FilterSet):
@@ -30,7 +31,14 @@ class ImageFilter(django_filters.FilterSet):
 
     def filter_label(self, queryset, name, value):
         if value == "unlabeled":
-            return queryset.filter(label__isnull=True)
+            return queryset.filter(Image.UNLABELED)
         if value == "labeled":
-            return queryset.filter(label__isnull=False)
-        return queryset.filter(label_id=int(value))
+            return queryset.filter(~Image.UNLABELED)
+        # A class id: the images of that class, or (multi-label) with that tag present.
+        tagged = TagAnnotation.objects.filter(
+            image=OuterRef("pk"),
+            tag_id=int(value),
+            is_current=True,
+            state=TagAnnotation.State.PRESENT,
+        )
+        return queryset.filter(Q(label_id=int(value)) | Q(Exists(tagged)))

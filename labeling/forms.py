@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import forms
 
-from labeling.models import Membership
+from labeling.models import Membership, Project
 
 COLOUR = r"^#[0-9a-fA-F]{6}$"
 NAME_MESSAGES = {
@@ -22,6 +22,17 @@ KEY_MESSAGES = {
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=200, error_messages=NAME_MESSAGES)
     description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    kind = forms.ChoiceField(
+        choices=Project.Kind.choices,
+        initial=Project.Kind.SINGLE,
+        widget=forms.RadioSelect,
+        # Not sent (a script posting name and description only): single-label, as before.
+        required=False,
+        error_messages={"invalid_choice": "Choose one of the two kinds of project."},
+    )
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data["kind"] or Project.Kind.SINGLE
 
 
 class LabelClassForm(forms.Form):
@@ -60,6 +71,12 @@ class AssignForm(forms.Form):
             "required": "Choose a class to assign.",
             "invalid": "Choose a class to assign.",
         }
+    )
+    # Multi-label projects: whether the chosen tag is added to or removed from the images.
+    tag_action = forms.ChoiceField(
+        choices=[("add", "Add tag"), ("remove", "Remove tag")],
+        required=False,
+        error_messages={"invalid_choice": "Choose to add or to remove the tag."},
     )
 
     def clean(self):

@@ -9,7 +9,15 @@ from django.db.models.functions import Lower
 
 
 class Project(models.Model):
+    class Kind(models.TextChoices):
+        SINGLE = "single", "Single-label: one class per image"
+        MULTI = "multi", "Multi-label: any number of tags per image"
+
     name = models.CharField(max_length=200)
+    # Chosen at creation and fixed: it decides what a label is (one class, or a state per
+    # tag), the head, the metrics and the label widget. A multi-label project's classes
+    # are its tags.
+    kind = models.CharField(max_length=6, choices=Kind.choices, default=Kind.SINGLE)
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -162,6 +170,14 @@ class Image(models.Model):
     # Labeled, but its class was split and no new class was chosen for it: the queue
     # serves it before anything else.
     needs_relabel = models.BooleanField(default=False)
+    # Multi-label projects: an annotator has saved this image's tags (each one present or
+    # absent), so the queue counts it as labeled. `label` stays empty in such projects.
+    tagged = models.BooleanField(default=False)
+
+    # Still to label: no class (single-label) and tags never saved (multi-label). A
+    # single-label image is never `tagged` and a multi-label one never has a `label`, so
+    # this one condition serves both kinds.
+    UNLABELED = Q(label__isnull=True, tagged=False)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -187,6 +203,11 @@ class Image(models.Model):
                 fields=["project", "draw", "id"],
                 condition=Q(label__isnull=True),
                 name="image_queue_next_holdout",
+            ),
+            models.Index(
+                fields=["project", "-priority", "draw", "id"],
+                condition=Q(tagged=False),
+                name="image_tag_queue_next",
             ),
             models.Index(
                 fields=["project", "id"], condition=Q(needs_relabel=True), name="image_relabel"
@@ -260,6 +281,60 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.image_id} -> {self.label_class or 'unlabeled'}"
+
+
+class TagAnnotation(models.Model):
+    """One tag's state on one image in a multi-label project: present or absent, as an
+        annotator said it. Rows are only ever added; `is_current` marks the one in force. An
+        image with no row in force for a tag has not been looked at for it, so "absent" is
+        never guessed from silence; a row in force with state `unset` records an undo back
+        to that. The rows one save wrote share its `save_id`, so undo takes back the save. An
+    image counts as labeled (`Image.tagged`) while a full save of its tags (action `save`)
+    is in force."""
+
+    class State(models.TextChoices):
+        PRESENT = "present", "Present"
+        ABSENT = "absent", "Absent"
+        UNSET = "unset", "Not looked at"
+
+    class Action(models.TextChoices):
+        SAVE = "save", "Tags saved"
+        SET = "set", "Set on a selection"
+        UNDO = "undo", "Undone"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="tag_annotations")
+    tag = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="tag_annotations")
+    state = models.CharField(max_length=7, choices=State.choices)
+    action = models.CharField(max_length=4, choices=Action.choices)
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    save_id = models.UUIDField()
+    is_current = models.BooleanField(default=True)
+    reverts = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reverted_by",
+        help_text="The tag annotation this row undoes.",
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "tag"], condition=Q(is_current=True), name="tag_one_current"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["annotator", "-created_at"], name="tag_annotation_recent"),
+            models.Index(fields=["tag", "state"], condition=Q(is_current=True), name="tag_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id}: {self.tag_id} {self.state}"
 
 
 class TaxonomyChange(models.Model):

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, QuerySet
 
 from labeling.filters import ImageFilter
 from labeling.models import (
@@ -20,6 +20,7 @@ from labeling.models import (
     Membership,
     Project,
     SplitAssignment,
+    TagAnnotation,
     TaxonomyChange,
 )
 
@@ -101,13 +102,23 @@ class ProjectCounts:
 def project_counts(*, project: Project) -> ProjectCounts:
     """Labeled / total and per class, in two queries."""
     totals = Image.objects.filter(project=project).aggregate(
-        total=Count("id"), labeled=Count("id", filter=Q(label__isnull=False))
+        total=Count("id"), labeled=Count("id", filter=~Image.UNLABELED)
     )
-    by_class = dict(
-        Image.objects.filter(project=project, label__isnull=False)
-        .values_list("label")
-        .annotate(n=Count("id"))
-    )
+    if project.kind == Project.Kind.MULTI:
+        # A tag counts the images it is present on.
+        by_class = dict(
+            TagAnnotation.objects.filter(
+                image__project=project, is_current=True, state=TagAnnotation.State.PRESENT
+            )
+            .values_list("tag")
+            .annotate(n=Count("id"))
+        )
+    else:
+        by_class = dict(
+            Image.objects.filter(project=project, label__isnull=False)
+            .values_list("label")
+            .annotate(n=Count("id"))
+        )
     classes = LabelClass.objects.filter(project=project)
     return ProjectCounts(
         total=totals["total"],
@@ -135,6 +146,22 @@ def image_list(*, project: Project, filters: Mapping[str, Any] | None = None) ->
     return images.order_by("created_at", "id")
 
 
+def image_tag_states(*, image: Image) -> dict[int, str]:
+    """Each tag's state in force on `image`, by tag id; a tag never looked at is absent
+    from the mapping (or maps to "unset" after an undo)."""
+    return dict(
+        TagAnnotation.objects.filter(image=image, is_current=True).values_list("tag_id", "state")
+    )
+
+
+def tag_history(*, image: Image) -> QuerySet[TagAnnotation]:
+    return (
+        TagAnnotation.objects.filter(image=image)
+        .select_related("tag", "annotator", "reverts")
+        .order_by("created_at", "id")
+    )
+
+
 def annotation_history(*, image: Image) -> QuerySet[Annotation]:
     return (
         Annotation.objects.filter(image=image)
@@ -154,7 +181,7 @@ def queue_order(*, project: Project) -> QueueOrder:
     until the learner has ranked the images (their embeddings are being computed), then
     the query strategy's ranking, with or without a model's suggestions."""
     waiting = Image.objects.filter(
-        project=project, label__isnull=True, in_queue=True, status=Image.Status.ACTIVE
+        Image.UNLABELED, project=project, in_queue=True, status=Image.Status.ACTIVE
     )
     if waiting.filter(suggested_class__isnull=False).exists():
         return QueueOrder("model", "The queue serves the images the model learns most from first.")

@@ -35,6 +35,9 @@ urlpatterns = [
     path(
         "projects/<int:project_id>/label/<int:image_id>/skip/", views.label_skip, name="label-skip"
     ),
+    path(
+        "projects/<int:project_id>/label/<int:image_id>/tags/", views.label_tags, name="label-tags"
+    ),
     path("projects/<int:project_id>/images/", views.image_grid, name="grid"),
     path("projects/<int:project_id>/images/assign/", views.grid_assign, name="grid-assign"),
     path(

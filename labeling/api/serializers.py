@@ -40,6 +40,7 @@ class ImageOutput(serializers.ModelSerializer):
             "in_queue",
             "label",
             "label_name",
+            "tagged",
             "suggested_class",
             "confidence",
             "created_at",

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
-from labeling.api import views
+from labeling.api import tags, views
 
 P = "projects/<int:project_id>"
 
@@ -34,6 +34,8 @@ urlpatterns = [
         views.AnnotationListApi.as_view(),
         name="annotation-list",
     ),
+    path(f"{P}/images/<int:image_id>/tags/", tags.ImageTagsApi.as_view(), name="image-tags"),
+    path(f"{P}/tags/assign/", tags.TagAssignApi.as_view(), name="tag-assign"),
     path(f"{P}/annotations/undo/", views.AnnotationUndoApi.as_view(), name="annotation-undo"),
     path(f"{P}/queue/next/", views.QueueNextApi.as_view(), name="queue-next"),
 ]

@@ -21,7 +21,7 @@ from labeling.api.serializers import (
     LabelClassOutput,
     validated,
 )
-from labeling.models import ClassSplit, Image, Membership
+from labeling.models import ClassSplit, Image, Membership, Project
 from labeling.views import file_response
 
 
@@ -29,12 +29,18 @@ class ProjectOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     description = serializers.CharField()
+    kind = serializers.CharField()
     created_at = serializers.DateTimeField()
 
 
 class ProjectInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
+    kind = serializers.ChoiceField(
+        choices=Project.Kind.choices,
+        default=Project.Kind.SINGLE,
+        help_text="single: one class per image; multi: any number of tags per image. Fixed.",
+    )
 
 
 class ProjectListApi(APIView):
@@ -53,6 +59,10 @@ class ProjectListApi(APIView):
 class ProjectUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
+    kind = serializers.CharField(required=False, help_text="Fixed: refused if sent.")
+
+    def validate_kind(self, value):
+        raise serializers.ValidationError("A project's kind is fixed when it is created.")
 
 
 class ProjectDetailApi(APIView):
@@ -492,13 +502,14 @@ class AnnotationUndoApi(APIView):
     @extend_schema(
         request=None,
         responses={200: ImageOutput, 204: OpenApiResponse(description="Nothing to undo.")},
-        description="Undo your newest label still in force; returns the image it applied to.",
+        description="Undo your newest label (or, in a multi-label project, your newest save "
+        "of tags) still in force; returns the image it applied to.",
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = access.project_access(
             user=request.user, project_id=project_id, roles=access.LABELERS
         )
-        image = services.annotation_undo_last(project=project, annotator=request.user)
+        image = services.label_undo_last(project=project, annotator=request.user)
         if image is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(ImageOutput(image, context={"request": request}).data)

@@ -1,8 +1,8 @@
 """Writes to the dataset, one module per domain: projects (and members), classes,
 images (ingest), annotations (labels, undo, review decisions, the learner's
-suggestions), taxonomy (merge and split) and the queue. Each function is one
-transaction unless its docstring says why not; the public names are importable from
-here.
+suggestions), tags (multi-label projects: each tag's state per image), taxonomy (merge
+and split) and the queue. Each function is one transaction unless its docstring says
+why not; the public names are importable from here.
 
 Callers (views, API views, admin actions, commands, tasks) check access first with
 `labeling.access`; these functions trust that the actor may do what is asked.
@@ -39,11 +39,18 @@ from labeling.services.projects import (
     membership_remove,
     membership_set,
     project_create,
+    project_require_kind,
     project_update,
 )
 from labeling.services.queue import (
     queue_release,
     queue_reserve,
+)
+from labeling.services.tags import (
+    image_tags_set,
+    image_tags_undo_last,
+    images_tag_set,
+    label_undo_last,
 )
 from labeling.services.taxonomy import (
     label_class_merge,
@@ -69,9 +76,12 @@ __all__ = [
     "image_files_save",
     "image_review",
     "image_suggestions_write",
+    "image_tags_set",
+    "image_tags_undo_last",
     "images_embedding_request",
     "images_ingest",
     "images_queue_add",
+    "images_tag_set",
     "label_class_create",
     "label_class_merge",
     "label_class_merge_undo",
@@ -79,9 +89,11 @@ __all__ = [
     "label_class_split_finish",
     "label_class_split_start",
     "label_class_update",
+    "label_undo_last",
     "membership_remove",
     "membership_set",
     "project_create",
+    "project_require_kind",
     "project_update",
     "queue_release",
     "queue_reserve",

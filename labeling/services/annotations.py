@@ -18,6 +18,7 @@ from labeling.models import (
     LabelClass,
     Project,
 )
+from labeling.services.projects import project_require_kind
 from labeling.services.queue import reservation_length
 
 
@@ -31,6 +32,7 @@ def annotation_create(
     double key press or a retried request leaves one row. Releases the image's queue
     reservation.
     """
+    project_require_kind(project=image.project, kind=Project.Kind.SINGLE)
     if label_class.project_id != image.project_id:
         raise ValidationError({"label_class": "That class belongs to another project."})
     if not label_class.is_active:

@@ -15,12 +15,21 @@ from labeling.models import (
 
 
 @transaction.atomic
-def project_create(*, name: str, description: str = "", user: AbstractBaseUser) -> Project:
-    """Create a project with `user` as its first owner."""
+def project_create(
+    *,
+    name: str,
+    description: str = "",
+    user: AbstractBaseUser,
+    kind: str = Project.Kind.SINGLE,
+) -> Project:
+    """Create a project with `user` as its first owner. Its kind (single-label or
+    multi-label) is fixed from then on."""
     name = name.strip()
     if not name:
         raise ValidationError({"name": "A project needs a name."})
-    project = Project.objects.create(name=name, description=description, created_by=user)
+    if kind not in Project.Kind.values:
+        raise ValidationError({"kind": f"Kind must be one of {', '.join(Project.Kind.values)}."})
+    project = Project.objects.create(name=name, description=description, created_by=user, kind=kind)
     Membership.objects.create(project=project, user=user, role=Membership.Role.OWNER)
     return project
 
@@ -78,3 +87,16 @@ def _ensure_another_owner(*, project: Project, membership: Membership) -> None:
     owners = Membership.objects.filter(project=project, role=Membership.Role.OWNER)
     if not owners.exclude(pk=membership.pk).exists():
         raise ValidationError({"role": "A project must keep at least one owner."})
+
+
+def project_require_kind(*, project: Project, kind: str) -> None:
+    """Refuse a write meant for the other kind of project, with a sentence saying so."""
+    if project.kind == kind:
+        return
+    if kind == Project.Kind.MULTI:
+        raise ValidationError(
+            {"project": "This project labels one class per image; tags are for multi-label ones."}
+        )
+    raise ValidationError(
+        {"project": "This project is multi-label: give each image its tags instead of a class."}
+    )

@@ -29,7 +29,33 @@
     }).finally(() => { busy = false; });
   }
 
+  // Multi-label: a tag's key ticks or unticks it, Enter saves the form (every tag's
+  // state, ticked present and the rest absent), from the form's own attributes.
+  function tagKeys(event, form) {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      if (event.repeat || busy) return;
+      busy = true;
+      htmx.ajax("POST", form.getAttribute("hx-post"), {
+        source: form,
+        target: "#annotation-panel",
+        swap: "outerHTML",
+        headers: JSON.parse(document.body.getAttribute("hx-headers") || "{}"),
+      }).finally(() => { busy = false; });
+      return true;
+    }
+    if (event.ctrlKey || event.key.length !== 1 || event.key === " ") return false;
+    const key = CSS.escape(event.key.toLowerCase());
+    const toggle = form.querySelector('.tag-toggle[data-key="' + key + '"] input');
+    if (!toggle) return false;
+    event.preventDefault();
+    if (!event.repeat) toggle.checked = !toggle.checked;
+    return true;
+  }
+
   function labelKeys(event, panel) {
+    const tagForm = panel.querySelector("#tag-form");
+    if (tagForm && tagKeys(event, tagForm)) return;
     let button = null;
     if (event.key === " ") {
       button = panel.querySelector('[data-action="skip"]');

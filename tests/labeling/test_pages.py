@@ -44,10 +44,11 @@ def test_pages_need_login(client, project):
 def test_create_a_project_from_the_list_page(as_owner, owner):
     response = as_owner.post("/", {"name": "  Birds ", "description": "Garden birds"})
     project = Project.objects.get()
-    assert (project.name, project.description, project.created_by) == (
+    assert (project.name, project.description, project.created_by, project.kind) == (
         "Birds",
         "Garden birds",
         owner,
+        "single",
     )
     # Its creator is its one member, as owner.
     assert list(Membership.objects.filter(project=project).values_list("user", "role")) == [
@@ -55,6 +56,19 @@ def test_create_a_project_from_the_list_page(as_owner, owner):
     ]
     assert response.status_code == 302 and response["Location"] == f"/projects/{project.pk}/"
     assert "Birds" in as_owner.get(response["Location"]).content.decode()
+
+
+def test_the_list_page_creates_a_multi_label_project_and_refuses_an_unknown_kind(as_owner):
+    response = as_owner.post("/", {"name": "Defects", "kind": "multi"})
+    project = Project.objects.get()
+    assert (project.name, project.kind) == ("Defects", "multi")
+    assert response.status_code == 302
+    page = as_owner.get(response["Location"]).content.decode()
+    assert "Multi-label: any number of tags per image" in page
+    refused = as_owner.post("/", {"name": "Odd", "kind": "several"})
+    assert refused.status_code == 400
+    assert "Choose one of the two kinds of project." in refused.content.decode()
+    assert list(Project.objects.values_list("name", flat=True)) == ["Defects"]
 
 
 def test_a_project_without_a_name_is_refused_and_nothing_is_stored(as_owner):
