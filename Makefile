@@ -7,6 +7,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # pytest-xdist workers for `make test`, each with its own test database.
 TEST_WORKERS ?= auto
+# Compute threads per test process (torch, numpy, scikit-learn). Two workers on two
+# cores with torch's default of a thread per core spend much of their time waiting on
+# each other: a head-training test took 34 s with two threads and 18 s with one.
+TEST_THREADS ?= 1
 
 .PHONY: run test install install-dev lint demo-data services bench-load mutation
 
@@ -38,7 +42,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	@url=$$(scripts/test-services.sh) && \
-	DATABASE_URL=$$url $(BIN)/pytest -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)
+	DATABASE_URL=$$url OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) \
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 services:
 	scripts/test-services.sh
