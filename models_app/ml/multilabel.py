@@ -1,0 +1,615 @@
+"""The learner of multi-label (tag) projects: a one-vs-rest logistic head on cached
+embeddings, its per-tag calibration and thresholds, its metrics, and the query
+strategies that rank a pool for tagging.
+
+A tag matrix `y` is float (N, T): 1 present, 0 absent, NaN not yet looked at. NaN
+entries are masked out of the loss, of calibration, of thresholds and of every metric:
+"absent" is never guessed from silence.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, precision_recall_curve
+from torch import nn
+
+from models_app.ml.head import _normalise, feature_stats
+from models_app.ml.strategies import _kmeans, _unit, typiclust
+
+# A tag needs two examples of each kind before it gets a trained output: one positive
+# is one image, not a concept (the output would learn that image's quirks), and two are
+# the fewest that show the head any variation while keeping a tag trainable as soon as
+# an annotator has confirmed it twice. Below that the tag is reported as untrainable.
+TAG_MIN_POSITIVES = 2
+TAG_MIN_NEGATIVES = 2
+# A temperature and a best-F1 threshold fitted on fewer held-out examples of either
+# kind follow a handful of images (a threshold on 2 positives is any gap between two
+# scores); below this a tag keeps T = 1 and the threshold 0.5.
+CALIBRATION_MIN_POSITIVES = 5
+CALIBRATION_MIN_NEGATIVES = 5
+
+
+@dataclass
+class TrainedTagHead:
+    """One logistic output per tag. The logits are prior-corrected for the class
+    weighting (see `train_tag_head`), so `sigmoid(logit / temperature)` is a calibrated
+    probability; untrainable tags have zero weights and their base rate as bias."""
+
+    n_tags: int
+    dim: int
+    state: dict[str, torch.Tensor]
+    feature_mean: np.ndarray
+    feature_scale: np.ndarray
+    temperatures: np.ndarray
+    thresholds: np.ndarray
+    trainable: np.ndarray
+    epochs: int
+
+
+def tag_matrix_check(y: np.ndarray, rows: int | None = None) -> np.ndarray:
+    """`y` as a float32 (N, T) matrix of 1, 0 and NaN; ValueError for anything else."""
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 2:
+        raise ValueError(f"a tag matrix is (images, tags), got shape {y.shape}")
+    if rows is not None and len(y) != rows:
+        raise ValueError(f"{len(y)} rows of tags for {rows} embeddings")
+    known = ~np.isnan(y)
+    if not np.isin(y[known], (0.0, 1.0)).all():
+        raise ValueError("tag entries are 1 (present), 0 (absent) or NaN (not looked at)")
+    return y
+
+
+def tag_counts(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Known positives and known negatives per tag."""
+    y = tag_matrix_check(y)
+    return (y == 1).sum(axis=0), (y == 0).sum(axis=0)
+
+
+def tag_matrix_untrainable(y: np.ndarray) -> list[int]:
+    """Indices of the tags with fewer than TAG_MIN_POSITIVES known positives or
+    TAG_MIN_NEGATIVES known negatives: those `train_tag_head` will not train."""
+    positives, negatives = tag_counts(y)
+    short = (positives < TAG_MIN_POSITIVES) | (negatives < TAG_MIN_NEGATIVES)
+    return np.flatnonzero(short).tolist()
+
+
+def _masked_bce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, pos_weight):
+    """Mean class-weighted binary cross-entropy over the entries of `mask`."""
+    target = torch.where(mask, y, torch.zeros_like(y))
+    loss = nn.functional.binary_cross_entropy_with_logits(
+        logits, target, pos_weight=pos_weight, reduction="none"
+    )
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def train_tag_head(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    weight_decay: float = 1e-3,
+    lr: float = 3e-3,
+    max_epochs: int = 200,
+    patience: int = 10,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+    batch_size: int = 256,
+) -> TrainedTagHead:
+    """Train one logistic output per tag on the known entries of `y_train`.
+
+    Guarantees:
+    - NaN entries never reach the loss, the calibration or the thresholds.
+    - Each tag's positives weigh negatives/positives of that tag's known counts
+      (`pos_weight`); the learnt bias is then shifted by -log(pos_weight), the exact
+      prior correction for a weighted logistic loss, so probabilities are not inflated
+      for rare tags.
+    - A tag listed by `tag_matrix_untrainable` is not trained: its output is constant,
+      the Laplace-smoothed base rate (positives + 1) / (known + 2) of its known
+      entries (0.5 with none), and `trainable` is False for it.
+    - With `x_val`/`y_val`, training stops early on the validation loss; a trained tag
+      with at least CALIBRATION_MIN_POSITIVES and CALIBRATION_MIN_NEGATIVES known
+      validation entries gets its temperature (NLL on validation) and its threshold
+      (best F1 on validation); every other tag T = 1 and threshold 0.5.
+    - The same inputs and seed give the same head.
+    """
+    x_train = np.asarray(x_train, dtype=np.float32)
+    y = tag_matrix_check(y_train, len(x_train))
+    n_tags, dim = y.shape[1], x_train.shape[1]
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if stats is None:
+        if len(x_train):
+            stats = feature_stats(x_train)
+        else:
+            stats = (np.zeros(dim, np.float32), np.ones(dim, np.float32))
+    mean, scale = (np.asarray(s, dtype=np.float32) for s in stats)
+    positives, negatives = tag_counts(y)
+    trainable = (positives >= TAG_MIN_POSITIVES) & (negatives >= TAG_MIN_NEGATIVES)
+    pos_weight = np.where(trainable, negatives / np.maximum(positives, 1), 1.0).astype(np.float32)
+
+    model = nn.Linear(dim, n_tags).to(device)
+    epochs_run = 0
+    train_mask = ~np.isnan(y) & trainable[None, :]
+    rows = np.flatnonzero(train_mask.any(axis=1))
+    if len(rows):
+        xt = _features(mean, scale, x_train[rows]).to(device)
+        yt = torch.from_numpy(np.nan_to_num(y[rows])).to(device)
+        mt = torch.from_numpy(train_mask[rows]).to(device)
+        weight = torch.from_numpy(pos_weight).to(device)
+        val = None
+        if x_val is not None and y_val is not None and len(y_val):
+            yv = tag_matrix_check(y_val, len(x_val))
+            val_mask = ~np.isnan(yv) & trainable[None, :]
+            if val_mask.any():
+                val = (
+                    _features(mean, scale, np.asarray(x_val, np.float32)).to(device),
+                    torch.from_numpy(np.nan_to_num(yv)).to(device),
+                    torch.from_numpy(val_mask).to(device),
+                )
+        epochs_run = _fit(
+            model,
+            xt,
+            yt,
+            mt,
+            weight,
+            val,
+            generator,
+            lr,
+            weight_decay,
+            max_epochs,
+            patience,
+            batch_size,
+        )
+    with torch.no_grad():
+        known = positives + negatives
+        base_rate = (positives + 1.0) / (known + 2.0)
+        bias = np.where(trainable, model.bias.cpu().numpy() - np.log(pos_weight), 0.0)
+        bias = np.where(trainable, bias, np.log(base_rate / (1.0 - base_rate)))
+        model.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+        model.weight[torch.from_numpy(~trainable)] = 0.0
+    head = TrainedTagHead(
+        n_tags=n_tags,
+        dim=dim,
+        state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        feature_mean=mean,
+        feature_scale=scale,
+        temperatures=np.ones(n_tags, dtype=np.float32),
+        thresholds=np.full(n_tags, 0.5, dtype=np.float32),
+        trainable=trainable,
+        epochs=epochs_run,
+    )
+    if x_val is not None and y_val is not None and len(y_val):
+        _calibrate(head, np.asarray(x_val, np.float32), tag_matrix_check(y_val, len(x_val)))
+    return head
+
+
+def _features(mean: np.ndarray, scale: np.ndarray, x: np.ndarray) -> torch.Tensor:
+    """L2-normalised, then standardised with the head's statistics (as `head.py`)."""
+    return torch.from_numpy(((_normalise(x) - mean) / scale).astype(np.float32))
+
+
+def _fit(
+    model, xt, yt, mt, weight, val, generator, lr, weight_decay, max_epochs, patience, batch_size
+) -> int:
+    """AdamW on the masked, class-weighted loss; with `val`, keep the weights of the
+    best validation loss and stop after `patience` epochs without progress. Returns
+    the epoch whose weights are kept."""
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    batches_per_epoch = math.ceil(len(xt) / batch_size)
+    # Few examples make short epochs: give the optimiser enough steps either way.
+    epochs = max(20, min(max_epochs, math.ceil(600 / batches_per_epoch)))
+    best_loss, best_state, best_epoch, waited = math.inf, None, epochs, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(xt), generator=generator).to(xt.device)
+        for start in range(0, len(xt), batch_size):
+            idx = order[start : start + batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            _masked_bce(model(xt[idx]), yt[idx], mt[idx], weight).backward()
+            optimiser.step()
+        if val is None:
+            continue
+        model.eval()
+        with torch.no_grad():
+            loss = _masked_bce(model(val[0]), val[1], val[2], weight).item()
+        if loss < best_loss - 1e-4:
+            best_loss, best_epoch, waited = loss, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return best_epoch
+
+
+def _calibrate(head: TrainedTagHead, x_val: np.ndarray, y_val: np.ndarray) -> None:
+    """Per-tag temperature and best-F1 threshold from the validation entries, for the
+    trained tags that have enough of both kinds there."""
+    logits = tag_logits(head, x_val)
+    positives, negatives = tag_counts(y_val)
+    fit = (
+        head.trainable
+        & (positives >= CALIBRATION_MIN_POSITIVES)
+        & (negatives >= CALIBRATION_MIN_NEGATIVES)
+    )
+    for t in np.flatnonzero(fit):
+        known = ~np.isnan(y_val[:, t])
+        z, truth = logits[known, t], y_val[known, t]
+        head.temperatures[t] = fit_tag_temperature(z, truth)
+        head.thresholds[t] = best_f1_threshold(truth, _sigmoid(z / head.temperatures[t]))
+
+
+def fit_tag_temperature(logits: np.ndarray, truth: np.ndarray) -> float:
+    """The T in [0.05, 20] minimising the NLL of sigmoid(logits / T) against `truth`
+    (0/1), found by LBFGS on log T as `head.fit_temperature` does for softmax."""
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    target = torch.as_tensor(truth, dtype=torch.float64)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure():
+        optimiser.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(z / log_t.exp(), target)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def best_f1_threshold(truth: np.ndarray, proba: np.ndarray) -> float:
+    """The probability threshold (predict present when proba >= it) with the best F1
+    on these entries, set midway between the lowest score it keeps and the next lower
+    score so that it does not sit on one validation image; the highest such threshold
+    on ties. 0.5 without both kinds of entries."""
+    truth = np.asarray(truth)
+    if not ((truth == 1).any() and (truth == 0).any()):
+        return 0.5
+    precision, recall, cuts = precision_recall_curve(truth, proba)
+    f1 = np.where(
+        precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0
+    )[:-1]
+    best = int(np.flatnonzero(f1 >= f1.max() - 1e-12).max())
+    lower = np.asarray(proba)[np.asarray(proba) < cuts[best]]
+    threshold = (cuts[best] + lower.max()) / 2 if len(lower) else cuts[best]
+    return float(threshold)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def _module(head: TrainedTagHead, device: str) -> nn.Module:
+    model = nn.Linear(head.dim, head.n_tags)
+    model.load_state_dict(head.state)
+    return model.to(device).eval()
+
+
+def tag_logits(
+    head: TrainedTagHead, x: np.ndarray, *, device: str = "cpu", batch_size: int = 65536
+) -> np.ndarray:
+    """Prior-corrected logits before temperature, float32 (N, n_tags)."""
+    model = _module(head, device)
+    out = np.empty((len(x), head.n_tags), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(x), batch_size):
+            chunk = _features(head.feature_mean, head.feature_scale, x[start : start + batch_size])
+            out[start : start + len(chunk)] = model(chunk.to(device)).cpu().numpy()
+    return out
+
+
+def predict_tag_proba(head: TrainedTagHead, x: np.ndarray, *, device: str = "cpu") -> np.ndarray:
+    """Calibrated probability of each tag being present, float32 (N, n_tags)."""
+    x = np.asarray(x, dtype=np.float32).reshape(-1, head.dim)
+    z = tag_logits(head, x, device=device) / head.temperatures[None, :]
+    return _sigmoid(z).astype(np.float32)
+
+
+def tag_head_to_bytes(head: TrainedTagHead) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "n_tags": head.n_tags,
+            "dim": head.dim,
+            "state": head.state,
+            "feature_mean": torch.from_numpy(np.asarray(head.feature_mean, np.float32)),
+            "feature_scale": torch.from_numpy(np.asarray(head.feature_scale, np.float32)),
+            "temperatures": torch.from_numpy(np.asarray(head.temperatures, np.float32)),
+            "thresholds": torch.from_numpy(np.asarray(head.thresholds, np.float32)),
+            "trainable": torch.from_numpy(np.asarray(head.trainable, bool)),
+            "epochs": head.epochs,
+        },
+        buffer,
+    )
+    return buffer.getvalue()
+
+
+def tag_head_from_bytes(data: bytes) -> TrainedTagHead:
+    """The head `tag_head_to_bytes` wrote, loaded without unpickling code."""
+    saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return TrainedTagHead(
+        n_tags=int(saved["n_tags"]),
+        dim=int(saved["dim"]),
+        state=saved["state"],
+        feature_mean=saved["feature_mean"].numpy(),
+        feature_scale=saved["feature_scale"].numpy(),
+        temperatures=saved["temperatures"].numpy(),
+        thresholds=saved["thresholds"].numpy(),
+        trainable=saved["trainable"].numpy(),
+        epochs=int(saved["epochs"]),
+    )
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return None if denominator == 0 else float(numerator / denominator)
+
+
+def tag_metrics(y_true: np.ndarray, proba: np.ndarray, thresholds) -> dict:
+    """Held-out metrics of a tag head, JSON-serialisable; NaN entries are left out.
+
+    `tags`: per tag (in tag order) `ap` (average precision; None unless the tag has a
+    known positive and a known negative), `precision`, `recall`, `f1` at its threshold
+    (None where 0/0), `tp`, `fp`, `fn`, `tn`, `support` (known positives), `n` (known
+    entries), `threshold`. `map`: mean AP over the tags that have one (None if none);
+    `micro_f1` from the counts pooled over tags; `macro_f1`: mean F1 over the tags with
+    one; `n_images`: rows with at least one known entry. Never raises on empty input.
+    """
+    y_true = tag_matrix_check(y_true)
+    proba = np.asarray(proba, dtype=np.float64).reshape(y_true.shape)
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (y_true.shape[1],))
+    tags = []
+    for t in range(y_true.shape[1]):
+        known = ~np.isnan(y_true[:, t])
+        truth, score = y_true[known, t] == 1, proba[known, t]
+        predicted = score >= thresholds[t]
+        tp = int((predicted & truth).sum())
+        fp = int((predicted & ~truth).sum())
+        fn = int((~predicted & truth).sum())
+        tn = int((~predicted & ~truth).sum())
+        both = 0 < truth.sum() < len(truth)
+        tags.append(
+            {
+                "ap": float(average_precision_score(truth, score)) if both else None,
+                "precision": _ratio(tp, tp + fp),
+                "recall": _ratio(tp, tp + fn),
+                "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+                "tn": tn,
+                "support": int(truth.sum()),
+                "n": int(known.sum()),
+                "threshold": float(thresholds[t]),
+            }
+        )
+    aps = [row["ap"] for row in tags if row["ap"] is not None]
+    f1s = [row["f1"] for row in tags if row["f1"] is not None]
+    tp, fp, fn = (sum(row[k] for row in tags) for k in ("tp", "fp", "fn"))
+    return {
+        "tags": tags,
+        "map": float(np.mean(aps)) if aps else None,
+        "micro_f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "macro_f1": float(np.mean(f1s)) if f1s else None,
+        "n_images": int((~np.isnan(y_true)).any(axis=1).sum()),
+    }
+
+
+TAG_STRATEGIES = (
+    "auto",
+    "random",
+    "typiclust",
+    "mean_uncertainty",
+    "max_uncertainty",
+    "rare_uncertainty",
+    "cardinality",
+    "cvirs",
+    "cluster_uncertainty",
+    "badge",
+)
+# "auto" takes TypiClust's typical points of uncovered clusters until the project has
+# this many labeled images, then AUTO_STRATEGY.
+COLD_START_LABELS = 20
+AUTO_STRATEGY = "badge"
+
+
+def rank_tags(
+    strategy: str,
+    *,
+    embeddings: np.ndarray,
+    labeled: np.ndarray,
+    proba: np.ndarray | None = None,
+    thresholds: np.ndarray | None = None,
+    y_labeled: np.ndarray | None = None,
+    batch_size: int = 50,
+    seed: int | None = None,
+) -> np.ndarray:
+    """The priority of every row of `embeddings` under `strategy` (higher: ask sooner),
+    as `strategies.rank` does for single-label projects.
+
+    `labeled` masks the rows already labeled (their priority is meaningless); `proba`
+    is the current head's (N, T) tag probabilities for every row, or None before any
+    head exists, when every strategy but random starts with TypiClust; `thresholds`
+    the head's per-tag thresholds (0.5 if None); `y_labeled` the tag matrix of the
+    labeled rows in row order, (labeled.sum(), T), or of every row, (N, T) (read by
+    the strategies that weigh tags by their counts or compare label sets);
+    `batch_size` is how many labels arrive before the next retrain. The same inputs
+    and seed give the same priorities.
+    """
+    if strategy not in TAG_STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; use one of {TAG_STRATEGIES}")
+    rng = np.random.default_rng(seed)
+    seed = int(rng.integers(2**31))
+    labeled = np.asarray(labeled, dtype=bool)
+    n = len(embeddings)
+    if strategy == "random":
+        return rng.random(n)
+    if strategy == "auto":
+        strategy = AUTO_STRATEGY if labeled.sum() >= COLD_START_LABELS else "typiclust"
+    if strategy == "typiclust" or proba is None:
+        return typiclust(embeddings, labeled, batch_size, seed=seed)
+    proba = np.asarray(proba, dtype=np.float64)
+    thresholds = np.full(proba.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+    y_known = _labeled_matrix(y_labeled, labeled, proba.shape[1])
+    pool = np.flatnonzero(~labeled)
+    priority = np.full(n, -np.inf)
+    if len(pool) == 0:
+        return priority
+    p = proba[pool]
+    if strategy == "mean_uncertainty":
+        priority[pool] = tag_uncertainty(p, thresholds).mean(axis=1)
+    elif strategy == "max_uncertainty":
+        priority[pool] = tag_uncertainty(p, thresholds).max(axis=1)
+    elif strategy == "rare_uncertainty":
+        priority[pool] = tag_uncertainty(p, thresholds) @ tag_weights(y_known, proba.shape[1])
+    elif strategy == "cardinality":
+        priority[pool] = cardinality_score(p, thresholds, y_known)
+    elif strategy == "cvirs":
+        priority[pool] = cvirs_score(p, thresholds, y_known)
+    elif strategy == "cluster_uncertainty":
+        score = tag_uncertainty(p, thresholds) @ tag_weights(y_known, proba.shape[1])
+        priority[pool] = cluster_round_robin(score, embeddings[pool], batch_size, seed=seed)
+    elif strategy == "badge":
+        priority[pool] = badge_tags(p, thresholds, embeddings[pool], batch_size, seed=seed)
+    return priority
+
+
+def _labeled_matrix(y: np.ndarray | None, labeled: np.ndarray, n_tags: int) -> np.ndarray:
+    if y is None:
+        return np.full((0, n_tags), np.nan, dtype=np.float32)
+    y = tag_matrix_check(y)
+    if len(y) == len(labeled) and len(y) != labeled.sum():
+        y = y[labeled]
+    return y
+
+
+def tag_uncertainty(proba: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Per entry, 1 at the tag's threshold falling to 0 at certainty (0 or 1), linear
+    on each side: how close each tag's decision is to flipping."""
+    thr = np.clip(np.asarray(thresholds, dtype=np.float64), 1e-3, 1 - 1e-3)[None, :]
+    gap = np.where(proba >= thr, (proba - thr) / (1 - thr), (thr - proba) / thr)
+    return 1.0 - np.clip(gap, 0.0, 1.0)
+
+
+def tag_weights(y_known: np.ndarray, n_tags: int) -> np.ndarray:
+    """Weights summing to 1 that favour the tags with the fewest labeled examples of
+    their scarcer kind (1 / sqrt(1 + min(positives, negatives))): a rare tag's
+    uncertain images teach more than a common tag's."""
+    if len(y_known) == 0:
+        return np.full(n_tags, 1.0 / n_tags)
+    positives, negatives = tag_counts(y_known)
+    weights = 1.0 / np.sqrt(1.0 + np.minimum(positives, negatives))
+    return weights / weights.sum()
+
+
+def cardinality_score(proba: np.ndarray, thresholds: np.ndarray, y_known: np.ndarray) -> np.ndarray:
+    """Max-margin uncertainty times label cardinality inconsistency, as in Li & Guo's
+    adaptive active learning (2013) with beta = 1/2: the separation between the least
+    sure tag predicted present and the surest predicted absent (logits relative to
+    the thresholds), and how far the number of tags predicted present is from the
+    labeled images' mean number of tags."""
+    thr = np.clip(np.asarray(thresholds, dtype=np.float64), 1e-3, 1 - 1e-3)
+    z = _logit(proba) - _logit(thr)[None, :]
+    present = z >= 0
+    lowest_present = np.where(present, z, np.inf).min(axis=1)
+    highest_absent = np.where(present, -np.inf, z).max(axis=1)
+    separation = np.where(
+        present.any(axis=1) & ~present.all(axis=1),
+        lowest_present - highest_absent,
+        np.where(present.any(axis=1), lowest_present, -highest_absent),
+    )
+    uncertainty = 1.0 / (separation + 1e-3)
+    known_rows = ~np.isnan(y_known).any(axis=1) if len(y_known) else np.zeros(0, bool)
+    mean_tags = float(np.nansum(y_known[known_rows], axis=1).mean()) if known_rows.any() else 1.0
+    inconsistency = np.abs(present.sum(axis=1) - mean_tags) + 1e-3
+    return np.sqrt(uncertainty * inconsistency)
+
+
+def cvirs_score(proba: np.ndarray, thresholds: np.ndarray, y_known: np.ndarray) -> np.ndarray:
+    """After CVIRS (Reyes et al., 2018): the Borda count of each image's uncertainty
+    rank over the tags, times how unlike the labeled images' tag sets its predicted
+    set is (mean normalised Hamming distance)."""
+    n = len(proba)
+    uncertainty = tag_uncertainty(proba, thresholds)
+    ranks = np.argsort(np.argsort(-uncertainty, axis=0, kind="stable"), axis=0)
+    borda = ((n - 1 - ranks) / max(n - 1, 1)).mean(axis=1)
+    known = y_known[~np.isnan(y_known).any(axis=1)] if len(y_known) else y_known
+    if len(known) == 0:
+        return borda
+    predicted = (proba >= np.asarray(thresholds)[None, :]).astype(np.float64)
+    # Mean Hamming distance to the labeled sets, from each tag's labeled frequency.
+    rate = known.mean(axis=0)
+    distance = (predicted * (1 - rate) + (1 - predicted) * rate).mean(axis=1)
+    return borda * distance
+
+
+def cluster_round_robin(
+    score: np.ndarray, embeddings: np.ndarray, batch_size: int, *, seed: int, clusters: int = 200
+) -> np.ndarray:
+    """Priorities that take the highest-`score` images round robin over k-means
+    clusters of the pool (clusters visited by their best score), so a batch is not
+    many copies of one confusing case, as cluster-margin does (Citovsky et al., 2021).
+    Every row is ranked; the first `batch_size` picks are the batch."""
+    k = max(1, min(clusters, batch_size, len(score)))
+    assignment = _kmeans(_unit(embeddings), k, seed)
+    queues = []
+    for c in np.unique(assignment):
+        members = np.flatnonzero(assignment == c)
+        queues.append(list(members[np.argsort(-score[members], kind="stable")]))
+    queues.sort(key=lambda q: -score[q[0]])
+    order: list[int] = []
+    depth = 0
+    while len(order) < len(score):
+        order += [q[depth] for q in queues if depth < len(q)]
+        depth += 1
+    priority = np.empty(len(score))
+    priority[np.asarray(order)] = np.arange(len(order), 0, -1, dtype=np.float64)
+    return priority
+
+
+def badge_tags(
+    proba: np.ndarray, thresholds: np.ndarray, embeddings: np.ndarray, batch_size: int, *, seed: int
+) -> np.ndarray:
+    """BADGE (Ash et al., 2020) for one-vs-rest logistic outputs: each image's
+    gradient of the loss at its predicted tags with respect to the last layer is
+    (p - yhat) outer x; k-means++ seeding in that space picks `batch_size` images that
+    are both uncertain (long gradients) and different from each other. The picks rank
+    first in pick order; the rest follow by gradient length."""
+    x = _unit(embeddings)
+    a = proba - (proba >= np.asarray(thresholds)[None, :])
+    # |g_i - g_j|^2 = |a_i|^2 |x_i|^2 + |a_j|^2 |x_j|^2 - 2 (a_i . a_j)(x_i . x_j)
+    norms = (a * a).sum(axis=1) * (x * x).sum(axis=1)
+    priority = norms / (norms.max() + 1e-12)
+    k = min(batch_size, len(a))
+    if k == 0 or norms.max() <= 0:
+        return priority
+    rng = np.random.default_rng(seed)
+    first = int(np.argmax(norms))
+    picked = [first]
+    closest = norms + norms[first] - 2 * (a @ a[first]) * (x @ x[first])
+    closest = np.maximum(closest, 0)
+    for _ in range(k - 1):
+        total = closest.sum()
+        if total <= 0:
+            break
+        c = int(rng.choice(len(a), p=closest / total))
+        picked.append(c)
+        d = np.maximum(norms + norms[c] - 2 * (a @ a[c]) * (x @ x[c]), 0)
+        np.minimum(closest, d, out=closest)
+        closest[c] = 0
+    priority[np.asarray(picked)] = 2.0 + np.arange(len(picked), 0, -1)
+    return priority
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
