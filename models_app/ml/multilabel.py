@@ -419,9 +419,13 @@ TAG_STRATEGIES = (
     "badge",
 )
 # "auto" takes TypiClust's typical points of uncovered clusters until the project has
-# this many labeled images, then AUTO_STRATEGY.
+# this many labeled images, then AUTO_STRATEGY. Chosen with `bench_multilabel` on a
+# pool of 3,000 mosaics (3 seeds): TypiClust's first 20 labels scored 0.586 mAP against
+# random's 0.548; after them, cardinality was the only strategy at or above random at
+# every budget and had the largest area under the curve, yet it needed only 19% fewer
+# labels than random to reach 95% of the full pool's mAP (644 against 793).
 COLD_START_LABELS = 20
-AUTO_STRATEGY = "badge"
+AUTO_STRATEGY = "cardinality"
 
 
 def rank_tags(
