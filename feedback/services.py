@@ -83,6 +83,9 @@ def predictions_request(
     """
     if not 1 <= top_k <= MAX_TOP_K:
         raise ValidationError({"top_k": f"top_k must be between 1 and {MAX_TOP_K}."})
+    labeling_services.project_require_kind(
+        project=project, kind=Project.Kind.SINGLE, what="Predicting"
+    )
     if learner.active_model(project=project) is None:
         raise ValidationError(
             {"detail": "This project has no trained model yet: label some images and retrain."}
@@ -252,6 +255,9 @@ def prediction_resolve(
 def review_scan_request(*, project: Project, user: AbstractBaseUser | None) -> ReviewScan:
     """Ask a worker to score every label of `project` and find near-duplicates. One scan
     per project at a time: asking again while one waits or runs returns it."""
+    labeling_services.project_require_kind(
+        project=project, kind=Project.Kind.SINGLE, what="The mistakes review"
+    )
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)
         pending = ReviewScan.objects.filter(

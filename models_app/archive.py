@@ -12,9 +12,9 @@ Inside `project.json` rows refer to each other by position (`ref`), not database
 so exporting an imported project gives the same file. Version 2 also writes the class
 ids inside the taxonomy log's details as refs (version 1 kept them raw); both are read.
 
-A bad archive is refused with a ValidationError that says what is wrong, whatever the
-fault (a missing file or key, a ref to nothing, a value no form would accept, two rows
-that cannot both exist), and leaves no row and no file behind.
+A bad archive is refused with a ValidationError saying what is wrong (a missing file or
+key, a ref to nothing, a value no form accepts, two rows that cannot both exist), and
+leaves no row and no file behind. A multi-label project is not exported (no tags yet).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from labeling.services import (
     image_files_save,
     images_embedding_request,
     project_create,
+    project_require_kind,
     upload_limits,
 )
 from models_app.models import LearnerSettings, ModelVersion
@@ -173,8 +174,7 @@ def _image_path(image: Image, *, classes_by_id: dict) -> str:
 
 
 def _version_document(version: ModelVersion, ref) -> dict:
-    # Class ids inside the metrics become refs too, so the file is the same after a
-    # round trip.
+    # Class ids inside the metrics become refs too: the same file after a round trip.
     metrics = _metric_classes(version.metrics, ref)
     return {
         **{f: getattr(version, f) for f in VERSION_FIELDS},
@@ -234,6 +234,7 @@ def _detail_classes(details: dict, convert, *, keep_uncarried: bool) -> dict:
 
 def project_export(*, project: Project, out: BinaryIO) -> None:
     """Write the project's zip (see the module docstring) to `out`."""
+    project_require_kind(project=project, kind=Project.Kind.SINGLE, what="Export")
     document = project_document(project=project)
     names = {c["ref"]: c["name"] for c in document["classes"]}
     parents = {c["ref"]: c["parent"] for c in document["classes"]}

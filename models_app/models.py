@@ -151,3 +151,12 @@ class ModelVersion(models.Model):
     @property
     def accuracy(self) -> float | None:
         return (self.metrics.get("test") or {}).get("accuracy")
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self.metrics.get("kind") == "multi"
+
+    @property
+    def mean_ap(self) -> float | None:
+        """A multi-label version's mean average precision over its tags on the test split."""
+        return (self.metrics.get("test") or {}).get("map")

@@ -157,17 +157,17 @@ class CurvePoint:
 
 
 def learning_curve(*, project: Project) -> list[CurvePoint]:
-    """Test accuracy against the number of labels, one point per successful version,
-    with the query strategy that was choosing the labels."""
+    """Test accuracy (mean AP for tags) against the number of labels, one point per
+    successful version, with the query strategy that was choosing the labels."""
     points = []
     versions = ModelVersion.objects.filter(
         project=project, status=ModelVersion.Status.SUCCEEDED
     ).order_by("number")
     for version in versions:
-        if version.accuracy is not None:
-            points.append(
-                CurvePoint(version.labels_total, version.accuracy, version.number, version.strategy)
-            )
+        # Multi-label versions: mean average precision over the tags.
+        score = version.mean_ap if version.is_multi_label else version.accuracy
+        if score is not None:
+            points.append(CurvePoint(version.labels_total, score, version.number, version.strategy))
     return points
 
 

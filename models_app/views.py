@@ -37,12 +37,18 @@ def _dashboard_context(request: HttpRequest, project, settings_form=None) -> dic
     on the same full page (not on one stripped of the versions and metrics)."""
     context = _status_context(request, project)
     active = context["status"].active
-    if active and active.metrics.get("test"):
+    if active and active.is_multi_label:
+        names = selectors.class_names(version=active)
+        test = active.metrics.get("test") or {}
+        context["per_tag"] = list(zip(names, test.get("tags", []), strict=False))
+        untrainable = selectors.class_names_of(class_ids=active.metrics.get("untrainable", []))
+        context["untrainable_tags"] = untrainable
+    elif active and active.metrics.get("test"):
         names = selectors.class_names(version=active)
         context["class_names"] = names
         context["per_class"] = zip(names, active.metrics["test"]["per_class"], strict=True)
         context["confusion_svg"] = charts.confusion_svg(active.metrics["test"]["confusion"], names)
-    if active:
+    if active and not active.is_multi_label:
         context["merge_hints"] = selectors.merge_hints(version=active)
         parents = active.metrics.get("test_parents")
         if parents:
@@ -213,7 +219,11 @@ def split_step(request: HttpRequest, project_id: int, split_id: int, step: str) 
 @require_GET
 def project_export(request: HttpRequest, project_id: int) -> HttpResponse:
     project = access.project_access(user=request.user, project_id=project_id, roles=access.CURATORS)
-    return export_response(project)
+    try:
+        return export_response(project)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("labeling:project-detail", project_id=project.pk)
 
 
 @login_required

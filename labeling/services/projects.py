@@ -89,10 +89,13 @@ def _ensure_another_owner(*, project: Project, membership: Membership) -> None:
         raise ValidationError({"role": "A project must keep at least one owner."})
 
 
-def project_require_kind(*, project: Project, kind: str) -> None:
-    """Refuse a write meant for the other kind of project, with a sentence saying so."""
+def project_require_kind(*, project: Project, kind: str, what: str | None = None) -> None:
+    """Refuse a write meant for the other kind of project, with a sentence saying so;
+    `what` names a feature that multi-label projects do not have yet."""
     if project.kind == kind:
         return
+    if what:
+        raise ValidationError({"project": f"{what} works on single-label projects only, so far."})
     if kind == Project.Kind.MULTI:
         raise ValidationError(
             {"project": "This project labels one class per image; tags are for multi-label ones."}

@@ -24,6 +24,7 @@ from labeling.models import (
 )
 from labeling.services.annotations import _relabel_bulk
 from labeling.services.classes import _free_key, _log, _used_keys, label_class_create
+from labeling.services.projects import project_require_kind
 
 
 def _open_split_of(classes: Iterable[LabelClass]) -> ClassSplit | None:
@@ -49,6 +50,8 @@ def label_class_merge(
     history. The merge remembers each label it moved, so `label_class_merge_undo`
     restores exactly the labels before. Recorded in the taxonomy log, which makes the
     learner retrain. One transaction. Owners and reviewers only (callers check)."""
+    # A merge of tags is the union of their states, not a move of one class per image.
+    project_require_kind(project=project, kind=Project.Kind.SINGLE, what="Merging")
     Project.objects.select_for_update().get(pk=project.pk)
     wanted = {c.pk for c in classes}
     chosen = list(LabelClass.objects.select_for_update().filter(project=project, pk__in=wanted))
@@ -165,6 +168,7 @@ def label_class_split_start(
     new classes stay inactive, and the class keeps working, until the split is
     finished. Curators only."""
     project = label_class.project
+    project_require_kind(project=project, kind=Project.Kind.SINGLE, what="Splitting")
     Project.objects.select_for_update().get(pk=project.pk)
     names = [(n or "").strip() for n in names]
     names = [n for n in names if n]

@@ -33,7 +33,8 @@ _MODULES = {
     "options": ["learner_settings", "learner_settings_update"],
     "predictions": ["ActiveModel", "active_model"],
     "quality": ["label_scores", "near_duplicates", "nearest_neighbours"],
-    "ranking": ["labels_seed", "queue_rank", "queue_rerank", "ranking_seed"],
+    "ranking": ["queue_rank", "queue_rerank", "ranking_seed"],
+    "seeds": ["labels_seed"],
     "splits": ["split_suggest"],
     "versions": ["model_version_request", "model_version_train", "training_blocker"],
 }

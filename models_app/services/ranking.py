@@ -3,8 +3,7 @@ and with a model its suggested class and confidence."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,6 +17,8 @@ from models_app.models import ModelVersion
 from models_app.services.embeddings import ProjectEmbeddings, backbone_load, project_embeddings
 from models_app.services.options import learner_settings
 from models_app.services.predictions import _head_of
+from models_app.services.seeds import labels_seed
+from models_app.services.tag_versions import tag_queue_rerank
 
 
 def queue_rank(
@@ -36,7 +37,7 @@ def queue_rank(
     embeddings = embeddings or project_embeddings(project=project)
     learner = learner_settings(project=project)
     labeled_ids = set(
-        Image.objects.filter(project=project, label__isnull=False).values_list("id", flat=True)
+        Image.objects.filter(~Image.UNLABELED, project=project).values_list("id", flat=True)
     )
     labeled = np.fromiter((pk in labeled_ids for pk in embeddings.ids.tolist()), bool)
     pool_ids = embeddings.ids[~labeled].tolist()
@@ -87,16 +88,6 @@ def ranking_seed(*, project: Project) -> int:
     )
 
 
-def labels_seed(labels: Iterable[tuple[str, str]]) -> int:
-    """A seed drawn from what was labeled: each image's content hash with its class's
-    name, in any order. A benchmark's run seed reaches every later ranking through the
-    labels its first ranking chose."""
-    digest = hashlib.sha256()
-    for content_hash, name in sorted(labels):
-        digest.update(f"{content_hash} {name}\n".encode())
-    return int.from_bytes(digest.digest()[:4], "big")
-
-
 def queue_rerank(*, project: Project, seed: int | None = None) -> int:
     """Rank the queue again now, with the active model if there is one (new images get
     its suggestions too) or as a cold start. A fine-tuned model runs over image files,
@@ -106,6 +97,8 @@ def queue_rerank(*, project: Project, seed: int | None = None) -> int:
         return queue_rank(project=project, seed=seed)
     if active.fine_tuned or not active.artifact:
         return 0
+    if active.metrics.get("kind") == "multi":
+        return tag_queue_rerank(version=active)
     head = _head_of(active.artifact)
     embeddings = project_embeddings(project=project)
     device = str(backbone_load().device)

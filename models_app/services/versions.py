@@ -41,6 +41,7 @@ from models_app.services.embeddings import (
 )
 from models_app.services.options import learner_settings
 from models_app.services.ranking import queue_rank, ranking_seed
+from models_app.services.tag_versions import tag_training_blocker, tag_version_train
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def model_version_request(
             backbone=backbone_key(),
             head_kind=learner.head_kind,
             strategy=learner.strategy,
-            fine_tuned=learner.fine_tune,
+            # Fine-tuning trains a softmax network: single-label projects only, so far.
+            fine_tuned=learner.fine_tune and project.kind == Project.Kind.SINGLE,
         )
         transaction.on_commit(
             lambda: async_task(
@@ -92,7 +94,10 @@ def model_version_request(
 
 def training_blocker(*, project: Project) -> str | None:
     """Why a training of `project` cannot succeed now, or None: it needs labeled
-    training images of at least two active classes (the same rule `_dataset` applies)."""
+    training images of at least two active classes (the same rule `_dataset` applies);
+    a multi-label project, a tag with enough present and absent training images."""
+    if project.kind == Project.Kind.MULTI:
+        return tag_training_blocker(project=project)
     counts = dict(
         Image.objects.filter(
             project=project,
@@ -237,6 +242,8 @@ def _train(version: ModelVersion) -> dict:
     _progress(version, "Embedding images")
     embeddings_ensure(project=project)
     _progress(version, "Training")
+    if project.kind == Project.Kind.MULTI:
+        return tag_version_train(version, lambda text: _progress(version, text))
     data = _dataset(project)
     embeddings = project_embeddings(project=project)
     x = {split: embeddings.of(ids) for split, ids in data.ids.items() if ids}
