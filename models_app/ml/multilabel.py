@@ -418,13 +418,15 @@ TAG_STRATEGIES = (
     "cluster_uncertainty",
     "badge",
 )
-# "auto" takes TypiClust's typical points of uncovered clusters until the project has
-# this many labeled images, then AUTO_STRATEGY. Chosen with `bench_multilabel` on a
-# pool of 3,000 mosaics (3 seeds): TypiClust's first 20 labels scored 0.586 mAP against
-# random's 0.548; after them, cardinality was the only strategy at or above random at
-# every budget and had the largest area under the curve, yet it needed only 19% fewer
-# labels than random to reach 95% of the full pool's mAP (644 against 793).
-COLD_START_LABELS = 20
+# "auto" serves random images until the project has WARM_START_LABELS labeled images,
+# then AUTO_STRATEGY. Chosen with `bench_multilabel` on a pool of 3,000 mosaics (3
+# seeds): every informed strategy, TypiClust's cold start included, scored at or below
+# random from 50 to 200 labels (TypiClust's first 20 labels led by 0.03 mAP, but the
+# head trained on them fell 0.01-0.02 behind random's from 50 to 200 labels, whatever
+# came next); from 200 labels on, cardinality led (+0.007 at 500 and 1,000 labels),
+# yet it needed only about 20% fewer labels than random to reach 95% of the full
+# pool's mAP.
+WARM_START_LABELS = 200
 AUTO_STRATEGY = "cardinality"
 
 
@@ -444,7 +446,7 @@ def rank_tags(
 
     `labeled` masks the rows already labeled (their priority is meaningless); `proba`
     is the current head's (N, T) tag probabilities for every row, or None before any
-    head exists, when every strategy but random starts with TypiClust; `thresholds`
+    head exists, when every strategy but random and auto starts with TypiClust; `thresholds`
     the head's per-tag thresholds (0.5 if None); `y_labeled` the tag matrix of the
     labeled rows in row order, (labeled.sum(), T), or of every row, (N, T) (read by
     the strategies that weigh tags by their counts or compare label sets);
@@ -457,10 +459,11 @@ def rank_tags(
     seed = int(rng.integers(2**31))
     labeled = np.asarray(labeled, dtype=bool)
     n = len(embeddings)
+    if strategy == "auto":
+        warm = proba is not None and labeled.sum() >= WARM_START_LABELS
+        strategy = AUTO_STRATEGY if warm else "random"
     if strategy == "random":
         return rng.random(n)
-    if strategy == "auto":
-        strategy = AUTO_STRATEGY if labeled.sum() >= COLD_START_LABELS else "typiclust"
     if strategy == "typiclust" or proba is None:
         return typiclust(embeddings, labeled, batch_size, seed=seed)
     proba = np.asarray(proba, dtype=np.float64)

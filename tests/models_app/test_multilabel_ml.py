@@ -8,10 +8,10 @@ import pytest
 
 from models_app.ml.multilabel import (
     AUTO_STRATEGY,
-    COLD_START_LABELS,
     TAG_MIN_NEGATIVES,
     TAG_MIN_POSITIVES,
     TAG_STRATEGIES,
+    WARM_START_LABELS,
     best_f1_threshold,
     fit_tag_temperature,
     predict_tag_proba,
@@ -278,32 +278,27 @@ def test_an_unknown_strategy_is_refused():
 def test_without_a_model_the_cold_start_is_typiclust():
     x, _ = toy(200)
     labeled = np.zeros(200, bool)
-    for strategy in ("auto", "max_uncertainty", "badge"):
+    for strategy in ("typiclust", "max_uncertainty", "badge"):
         priority = rank_tags(strategy, embeddings=x, labeled=labeled, batch_size=10, seed=1)
         # rank_tags draws the clustering seed from its own seed, as strategies.rank does
         seed = int(np.random.default_rng(1).integers(2**31))
         assert np.array_equal(priority, typiclust(x, labeled, 10, seed=seed))
 
 
-def test_auto_leaves_the_cold_start_once_there_are_enough_labels():
-    x, y, labeled, proba, thresholds = pool_with_proba()
-    assert labeled.sum() >= COLD_START_LABELS
-    kwargs = {
-        "embeddings": x,
-        "proba": proba,
-        "thresholds": thresholds,
-        "batch_size": 10,
-        "seed": 2,
-    }
-    auto = rank_tags("auto", labeled=labeled, y_labeled=y[labeled], **kwargs)
-    chosen = rank_tags(AUTO_STRATEGY, labeled=labeled, y_labeled=y[labeled], **kwargs)
-    assert np.array_equal(auto, chosen)
-    few = np.zeros(len(x), bool)
-    few[: COLD_START_LABELS - 1] = True
-    seed = int(np.random.default_rng(2).integers(2**31))
-    assert np.array_equal(
-        rank_tags("auto", labeled=few, y_labeled=y[few], **kwargs), typiclust(x, few, 10, seed=seed)
-    )
+def test_auto_is_random_until_the_warm_start_then_its_strategy():
+    x, y = toy(WARM_START_LABELS + 100)
+    labeled = np.zeros(len(x), bool)
+    labeled[:WARM_START_LABELS] = True
+    proba = predict_tag_proba(train_tag_head(x[labeled], y[labeled]), x)
+    kwargs = {"embeddings": x, "batch_size": 10, "seed": 2}
+    warm = {"labeled": labeled, "proba": proba, "y_labeled": y[labeled], **kwargs}
+    assert np.array_equal(rank_tags("auto", **warm), rank_tags(AUTO_STRATEGY, **warm))
+    few = labeled.copy()
+    few[WARM_START_LABELS - 1] = False
+    cold = {"labeled": few, "proba": proba, "y_labeled": y[few], **kwargs}
+    assert np.array_equal(rank_tags("auto", **cold), rank_tags("random", **cold))
+    none = {"labeled": np.zeros(len(x), bool), **kwargs}
+    assert np.array_equal(rank_tags("auto", **none), rank_tags("random", **none))
 
 
 def test_max_uncertainty_asks_first_about_the_tag_nearest_its_threshold():
