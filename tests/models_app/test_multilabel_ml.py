@@ -266,7 +266,7 @@ def test_every_strategy_ranks_every_row_deterministically(strategy):
     assert np.array_equal(first, rank_tags(strategy, **kwargs))
     # A full (N, T) matrix is read as well as the labeled rows alone.
     assert np.array_equal(first, rank_tags(strategy, **{**kwargs, "y_labeled": y}))
-    if strategy not in ("random", "typiclust"):
+    if strategy not in ("random", "typiclust", "auto"):  # auto: random below 200 labels
         assert first[labeled].max() < first[~labeled].min()
 
 
