@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -304,11 +305,22 @@ def test_first_minutes_of_a_user_through_the_api(tmp_path, fashion):
             watch.stop.set()
         # 5. Ctrl-C, as in the terminal.
         os.killpg(process.pid, signal.SIGINT)
+        stuck = None
         try:
             process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            # Say what did not stop, and what `make run` printed last, before killing it.
+            pids = ",".join(map(str, processes_with(marker))) or "0"
+            ps = subprocess.run(
+                ["ps", "-o", "pid,ppid,pgid,stat,etime,wchan:20,args", "-p", pids],
+                capture_output=True,
+                text=True,
+            ).stdout
+            stuck = f"Ctrl-C did not stop make run in 90 s:\n{ps}\n{''.join(output)[-4000:]}"
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
+        assert stuck is None, stuck
         deadline = time.monotonic() + 15
         while processes_with(marker) and time.monotonic() < deadline:
             time.sleep(0.3)
