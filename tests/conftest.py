@@ -15,6 +15,7 @@ from labeling import services
 from labeling.datasets import fashion_mnist_read
 from labeling.models import Image, Membership
 from tests.factories import UserFactory, image_upload
+from tests.make_run import ctrl_c_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,6 +147,7 @@ def qcluster_start(
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     process.log = log
     return process

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """For `preexec_fn`: Ctrl-C (SIGINT) back to its default in the child. A child
+    inherits an ignored SIGINT, and django-q2 ignores it in any process that has built
+    its Sentinel (tests on the same pytest worker do), so `make run` then ignored our
+    Ctrl-C and the test waited 90 s for nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:
@@ -46,6 +55,7 @@ def make_run_start(data_dir: Path):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     output: list[str] = []
     process.reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)

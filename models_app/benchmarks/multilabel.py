@@ -29,12 +29,8 @@ from PIL import Image as PILImage
 from labeling.datasets import FASHION_MNIST_CLASSES, IdxImages
 from models_app.benchmarks.cache import EmbeddingCache
 from models_app.benchmarks.simulation import Curve
-from models_app.ml.multilabel import (
-    predict_tag_proba,
-    rank_tags,
-    tag_metrics,
-    train_tag_head,
-)
+from models_app.ml.multilabel import predict_tag_proba, tag_metrics, train_tag_head
+from models_app.ml.tag_strategies import rank_tags
 from models_app.services.ranking import labels_seed
 
 MOSAIC_SEED = 20230  # fixed: every run, everywhere, draws the same mosaics

@@ -19,15 +19,14 @@ from labeling.services import Suggestion, image_suggestions_write
 from models_app.ml.multilabel import (
     TAG_MIN_NEGATIVES,
     TAG_MIN_POSITIVES,
-    TAG_STRATEGIES,
     predict_tag_proba,
-    rank_tags,
     tag_head_from_bytes,
     tag_head_to_bytes,
     tag_matrix_untrainable,
     tag_metrics,
     train_tag_head,
 )
+from models_app.ml.tag_strategies import TAG_STRATEGIES, rank_tags
 from models_app.models import ModelVersion
 from models_app.services.embeddings import (
     TrainingError,

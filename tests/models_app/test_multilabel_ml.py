@@ -7,23 +7,25 @@ import numpy as np
 import pytest
 
 from models_app.ml.multilabel import (
-    AUTO_STRATEGY,
     TAG_MIN_NEGATIVES,
     TAG_MIN_POSITIVES,
-    TAG_STRATEGIES,
-    WARM_START_LABELS,
     best_f1_threshold,
     fit_tag_temperature,
     predict_tag_proba,
-    rank_tags,
     tag_head_from_bytes,
     tag_head_to_bytes,
     tag_matrix_untrainable,
     tag_metrics,
-    tag_uncertainty,
     train_tag_head,
 )
 from models_app.ml.strategies import typiclust
+from models_app.ml.tag_strategies import (
+    AUTO_STRATEGY,
+    TAG_STRATEGIES,
+    WARM_START_LABELS,
+    rank_tags,
+    tag_uncertainty,
+)
 
 NAN = np.nan
 

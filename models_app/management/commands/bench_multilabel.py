@@ -27,7 +27,7 @@ from labeling.datasets import fashion_mnist_read
 from models_app import services
 from models_app.benchmarks import embedding_cache, plot, run_facts, summarise
 from models_app.benchmarks.multilabel import MosaicPool, full_pool_map, simulate_strategies
-from models_app.ml.multilabel import AUTO_STRATEGY, TAG_STRATEGIES
+from models_app.ml.tag_strategies import AUTO_STRATEGY, TAG_STRATEGIES
 
 BUDGETS = (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 SEEDS = 3
