@@ -8,6 +8,8 @@
 - `through_app`: the pool ingested through the app (`Pool`), its annotator going
   through the services and the database, tasks run synchronously as a worker would,
   removing a temporary project;
+- `multilabel`: the mosaic pool of tag projects (`MosaicPool`) and its simulated
+  annotator (`simulate_tags`);
 - `report`: the summary of learning curves, the plot, and the facts every report
   carries (`run_facts`: wall time, machine, the command line that gives the figures
   again).
@@ -22,6 +24,12 @@ the same machine and torch threads, gives the same figures. The commands under
 from __future__ import annotations
 
 from models_app.benchmarks.cache import EmbeddingCache, embedding_cache
+from models_app.benchmarks.multilabel import (
+    MosaicPool,
+    full_pool_map,
+    simulate_strategies,
+    simulate_tags,
+)
 from models_app.benchmarks.report import (
     aubc,
     command_line,
@@ -51,12 +59,14 @@ __all__ = [
     "BenchmarkError",
     "Curve",
     "EmbeddingCache",
+    "MosaicPool",
     "Pool",
     "accuracy",
     "aubc",
     "balanced_rows",
     "command_line",
     "embedding_cache",
+    "full_pool_map",
     "full_pool_score",
     "labels_to_find_all",
     "labels_to_reach",
@@ -68,6 +78,8 @@ __all__ = [
     "run_facts",
     "simulate",
     "simulate_many",
+    "simulate_strategies",
+    "simulate_tags",
     "summarise",
     "synchronous_tasks",
 ]
