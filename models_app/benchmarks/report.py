@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from models_app.benchmarks.simulation import Curve
 from models_app.ml.embed import compute_threads
@@ -157,3 +157,24 @@ def plot(report: dict, path: str, metric: str, ylabel: str, ceiling: str) -> Non
 
 def _rounded(values, digits: int = 4) -> list[float]:
     return [round(float(v), digits) for v in values]
+
+
+def budgets_and_strategies(options: dict, known: tuple[str, ...]) -> tuple[list[int], list[str]]:
+    """A bench command's --budgets, --strategies, --seeds, --pool and --test, checked
+    (a CommandError says what is wrong): budgets sorted and within the pool, strategies
+    among `known`, random always among them (the baseline every comparison needs)."""
+    try:
+        budgets = sorted({int(b) for b in options["budgets"].split(",")})
+    except ValueError:
+        raise CommandError("--budgets is a comma-separated list of numbers.") from None
+    if options["seeds"] < 1 or options["pool"] < 10 or options["test"] < 10:
+        raise CommandError("--seeds must be at least 1, --pool and --test at least 10.")
+    if not budgets or budgets[0] < 1 or budgets[-1] > options["pool"]:
+        raise CommandError("Budgets must be between 1 and the pool size.")
+    strategies = [s.strip() for s in options["strategies"].split(",") if s.strip()]
+    unknown = set(strategies) - set(known)
+    if unknown or not strategies:
+        raise CommandError(f"Strategies are some of: {', '.join(known)}.")
+    if "random" not in strategies:
+        strategies.insert(0, "random")
+    return budgets, list(dict.fromkeys(strategies))

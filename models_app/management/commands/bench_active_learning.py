@@ -60,6 +60,7 @@ from models_app.benchmarks import (
     summarise,
     synchronous_tasks,
 )
+from models_app.benchmarks.report import budgets_and_strategies
 from models_app.ml.strategies import STRATEGIES
 
 BUDGETS = {
@@ -238,20 +239,7 @@ class Command(BaseCommand):
                 project_delete(project)
 
     def _parse(self, options) -> tuple[list[int], list[str]]:
-        try:
-            budgets = sorted({int(b) for b in options["budgets"].split(",")})
-        except ValueError:
-            raise CommandError("--budgets is a comma-separated list of numbers.") from None
-        if not budgets or budgets[0] < 1 or budgets[-1] > options["pool"]:
-            raise CommandError("Budgets must be between 1 and the pool size.")
-        strategies = [s.strip() for s in options["strategies"].split(",") if s.strip()]
-        unknown = set(strategies) - set(STRATEGIES)
-        if unknown or not strategies:
-            raise CommandError(f"Strategies are some of: {', '.join(STRATEGIES)}.")
-        if "random" not in strategies:
-            strategies.insert(0, "random")  # the baseline every comparison needs
-        if options["seeds"] < 1 or options["pool"] < 10 or options["test"] < 10:
-            raise CommandError("--seeds must be at least 1, --pool and --test at least 10.")
+        budgets, strategies = budgets_and_strategies(options, STRATEGIES)
         if options["jobs"] < 1:
             raise CommandError("--jobs is at least 1.")
         if options["ratio"] < 1:

@@ -27,6 +27,7 @@ from labeling.datasets import fashion_mnist_read
 from models_app import services
 from models_app.benchmarks import embedding_cache, plot, run_facts, summarise
 from models_app.benchmarks.multilabel import MosaicPool, full_pool_map, simulate_strategies
+from models_app.benchmarks.report import budgets_and_strategies
 from models_app.ml.tag_strategies import AUTO_STRATEGY, TAG_STRATEGIES
 
 BUDGETS = (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -49,7 +50,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         started = time.monotonic()
-        budgets, strategies = self._parse(options)
+        budgets, strategies = budgets_and_strategies(options, TAG_STRATEGIES)
         try:
             train = fashion_mnist_read(Path(options["data_dir"]), "train")
             test = fashion_mnist_read(Path(options["data_dir"]), "test")
@@ -102,23 +103,6 @@ class Command(BaseCommand):
                 "full_pool_map",
             )
         self._print(report)
-
-    def _parse(self, options) -> tuple[list[int], list[str]]:
-        try:
-            budgets = sorted({int(b) for b in options["budgets"].split(",")})
-        except ValueError:
-            raise CommandError("--budgets is a comma-separated list of numbers.") from None
-        if options["seeds"] < 1 or options["pool"] < 10 or options["test"] < 10:
-            raise CommandError("--seeds must be at least 1, --pool and --test at least 10.")
-        if not budgets or budgets[0] < 1 or budgets[-1] > options["pool"]:
-            raise CommandError("Budgets must be between 1 and the pool size.")
-        strategies = [s.strip() for s in options["strategies"].split(",") if s.strip()]
-        unknown = set(strategies) - set(TAG_STRATEGIES)
-        if unknown or not strategies:
-            raise CommandError(f"Strategies are some of: {', '.join(TAG_STRATEGIES)}.")
-        if "random" not in strategies:
-            strategies.insert(0, "random")  # the baseline every comparison needs
-        return budgets, list(dict.fromkeys(strategies))
 
     def _print(self, report: dict) -> None:
         budgets = report["budgets"]
