@@ -97,7 +97,7 @@ def queue_rerank(*, project: Project, seed: int | None = None) -> int:
         return queue_rank(project=project, seed=seed)
     if active.fine_tuned or not active.artifact:
         return 0
-    if active.metrics.get("kind") == "multi":
+    if active.is_multi_label:
         return tag_queue_rerank(version=active)
     head = _head_of(active.artifact)
     embeddings = project_embeddings(project=project)

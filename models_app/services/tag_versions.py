@@ -89,7 +89,10 @@ def tag_training_blocker(*, project: Project) -> str | None:
     """Why a training of a multi-label `project` cannot succeed now, or None: at least
     one tag needs TAG_MIN_POSITIVES training images where it is present and
     TAG_MIN_NEGATIVES where it is absent."""
-    data = tag_dataset(project=project)
+    return _blocker(tag_dataset(project=project))
+
+
+def _blocker(data: TagDataset) -> str | None:
     if not data.tag_ids:
         return "Nothing to train yet: the project has no tags. Add tags and tag images."
     untrainable = set(tag_matrix_untrainable(data.y["train"]))
@@ -116,7 +119,7 @@ def tag_version_train(version: ModelVersion, progress) -> dict:
     fields to store on the version. Raises TrainingError when no tag can be trained."""
     project = version.project
     data = tag_dataset(project=project)
-    blocker = tag_training_blocker(project=project)
+    blocker = _blocker(data)
     if blocker:
         raise TrainingError(blocker)
     embeddings = project_embeddings(project=project)
