@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from feedback.models import FeedbackSettings, LabelScore, Prediction, ReviewScan
+from feedback.models import (
+    FeedbackSettings,
+    LabelScore,
+    Prediction,
+    ReviewScan,
+    TagLabelScore,
+    TagReview,
+)
 
 
 @admin.register(Prediction)
@@ -27,6 +34,24 @@ class ReviewScanAdmin(admin.ModelAdmin):
 class LabelScoreAdmin(admin.ModelAdmin):
     list_display = ["image", "label_class", "quality", "is_issue", "suggested_class"]
     readonly_fields = [f.name for f in LabelScore._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(TagLabelScore)
+class TagLabelScoreAdmin(admin.ModelAdmin):
+    list_display = ["image", "quality", "is_issue", "scan"]
+    readonly_fields = [f.name for f in TagLabelScore._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(TagReview)
+class TagReviewAdmin(admin.ModelAdmin):
+    list_display = ["image", "action", "tag", "state", "reviewer", "created_at"]
+    readonly_fields = [f.name for f in TagReview._meta.fields]
 
     def has_add_permission(self, request):
         return False

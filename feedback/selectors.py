@@ -8,10 +8,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
-from feedback.models import LabelScore, NearDuplicate, Prediction, ReviewScan
-from labeling.models import Annotation, Image, Project
+from feedback.models import (
+    LabelScore,
+    NearDuplicate,
+    Prediction,
+    ReviewScan,
+    TagLabelScore,
+    TagReview,
+    TagSuspect,
+)
+from labeling.models import Annotation, Image, LabelClass, Project, TagAnnotation
 from models_app import selectors as learner_selectors
 from models_app.models import ModelVersion
 
@@ -103,6 +111,74 @@ def mistakes_list(*, project: Project) -> QuerySet[LabelScore]:
     )
 
 
+def _live_suspects() -> QuerySet[TagSuspect]:
+    """Suspect tag states still in force (the tag active, its state as scored)."""
+    in_force = TagAnnotation.objects.filter(
+        image=OuterRef("image"), tag=OuterRef("tag"), is_current=True, state=OuterRef("state")
+    )
+    return TagSuspect.objects.filter(Exists(in_force), tag__is_active=True)
+
+
+def tag_mistakes_list(*, project: Project) -> QuerySet[TagLabelScore]:
+    """Tagged images of a multi-label project with a saved tag state the out-of-sample
+    model disputes, most suspect first (lowest multi-label label quality): still in the
+    dataset, the disputed state still in force, and not kept by a reviewer since their
+    tags last changed. Each has `live_suspects` (the disputed tags, least probable
+    first) and `present_rows` (the tags in force present on it)."""
+    latest_change = (
+        TagAnnotation.objects.filter(image=OuterRef(OuterRef("image")))
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    kept = TagReview.objects.filter(
+        image=OuterRef("image"),
+        action=TagReview.Action.KEEP,
+        created_at__gte=Subquery(latest_change),
+    )
+    live = _live_suspects()
+    return (
+        TagLabelScore.objects.filter(
+            image__project=project, image__status=Image.Status.ACTIVE, image__tagged=True
+        )
+        .filter(Exists(live.filter(score=OuterRef("pk"))))
+        .exclude(Exists(kept))
+        .select_related("image")
+        .prefetch_related(
+            Prefetch(
+                "suspects",
+                queryset=live.select_related("tag").order_by("quality", "tag_id"),
+                to_attr="live_suspects",
+            ),
+            Prefetch(
+                "image__tag_annotations",
+                queryset=TagAnnotation.objects.filter(
+                    is_current=True, state=TagAnnotation.State.PRESENT, tag__is_active=True
+                )
+                .select_related("tag")
+                .order_by("tag__order", "tag_id"),
+                to_attr="present_rows",
+            ),
+        )
+        .order_by("quality", "image_id")
+    )
+
+
+def tags_present(*, image: Image) -> list[LabelClass]:
+    """The tags in force present on `image`, in the project's order."""
+    return list(
+        LabelClass.objects.filter(
+            tag_annotations__image=image,
+            tag_annotations__is_current=True,
+            tag_annotations__state=TagAnnotation.State.PRESENT,
+        ).order_by("order", "id")
+    )
+
+
+def tag_names(*, project: Project) -> dict[int, str]:
+    """Every tag (or class) of the project by id, inactive ones included."""
+    return dict(LabelClass.objects.filter(project=project).values_list("id", "name"))
+
+
 def corrected_predictions(*, project: Project) -> QuerySet[Prediction]:
     """Predictions people corrected: the model's mistakes in real use, newest first."""
     return prediction_list(project=project).filter(status=Prediction.Status.CORRECTED)
@@ -110,12 +186,15 @@ def corrected_predictions(*, project: Project) -> QuerySet[Prediction]:
 
 @dataclass(frozen=True)
 class DuplicateGroup:
+    """Images of a group carry `label_text` (their class, or their tags present) and
+    `label_key` (what two images must share to agree: the class, or the tag set)."""
+
     images: list[Image]
     similarity: float  # the lowest similarity of a pair that joined the group
 
     @property
     def labels(self) -> set:
-        return {image.label_id for image in self.images}
+        return {image.label_key for image in self.images}
 
     @property
     def splits(self) -> set:
@@ -124,7 +203,8 @@ class DuplicateGroup:
 
 def near_duplicate_groups(*, project: Project) -> list[DuplicateGroup]:
     """Groups of near-identical labeled images (linked by the newest scan's pairs), with
-    the images' current labels and splits."""
+    the images' current labels (classes, or in a multi-label project the tags present)
+    and splits."""
     pairs = list(
         NearDuplicate.objects.filter(scan__project=project).values_list(
             "first_id", "second_id", "similarity"
@@ -148,6 +228,20 @@ def near_duplicate_groups(*, project: Project) -> list[DuplicateGroup]:
         r = root(a)
         lowest[r] = min(lowest.get(r, 1.0), s)
     images = Image.objects.select_related("label").in_bulk(list(parent))
+    present: dict[int, list[str]] = defaultdict(list)
+    if project.kind == Project.Kind.MULTI:
+        rows = TagAnnotation.objects.filter(
+            image__in=list(images), is_current=True, state=TagAnnotation.State.PRESENT
+        ).order_by("tag__order", "tag_id")
+        for image_id, name in rows.values_list("image_id", "tag__name"):
+            present[image_id].append(name)
+    for pk, image in images.items():
+        if project.kind == Project.Kind.MULTI:
+            image.label_key = tuple(present[pk])
+            image.label_text = ", ".join(present[pk]) or "no tag"
+        else:
+            image.label_key = image.label_id
+            image.label_text = image.label.name if image.label else "unlabeled"
     return [
         DuplicateGroup(
             images=[images[pk] for pk in sorted(ids) if pk in images], similarity=lowest[r]
@@ -182,11 +276,12 @@ class ProjectProgress:
 
 def project_progress(*, project: Project) -> ProjectProgress:
     """How far a project is: its images, how many have an embedding for the current
-    backbone, the labeled images still in the dataset (not removed or ambiguous), by
-    split, how many the labeling queue still serves, and the active model's number."""
+    backbone, the labeled images (a class, or tags saved) still in the dataset (not
+    removed or ambiguous), by split, how many the labeling queue still serves, and the
+    active model's number."""
     status = learner_selectors.learner_status(project=project)
     active = Q(status=Image.Status.ACTIVE)
-    labeled = active & Q(label__isnull=False)
+    labeled = active & ~Image.UNLABELED
     counts = Image.objects.filter(project=project).aggregate(
         labeled=Count("id", filter=labeled),
         train=Count("id", filter=labeled & Q(split=Image.Split.TRAIN)),
@@ -196,7 +291,7 @@ def project_progress(*, project: Project) -> ProjectProgress:
         # a class split left to relabel.
         in_queue=Count(
             "id",
-            filter=active & (Q(label__isnull=True, in_queue=True) | Q(needs_relabel=True)),
+            filter=active & ((Image.UNLABELED & Q(in_queue=True)) | Q(needs_relabel=True)),
         ),
     )
     return ProjectProgress(

@@ -33,6 +33,23 @@ def _class_from(request: HttpRequest, project: Project) -> LabelClass | None:
     )
 
 
+def _tags_from(request: HttpRequest) -> list[str] | None:
+    """The tags ticked present, for "Save corrections"; None (as predicted) for
+    "Confirm". The ids are checked by the service."""
+    if request.POST.get("decision") == "confirm":
+        return None
+    return request.POST.getlist("present")
+
+
+def _tag_from(request: HttpRequest, project: Project) -> LabelClass | None:
+    tag_id = request.POST.get("tag", "")
+    if not tag_id:
+        return None
+    if not tag_id.isdigit():
+        raise ValidationError("Choose a tag of this project.")
+    return access.label_class_access(user=request.user, project_id=project.pk, class_id=int(tag_id))
+
+
 def _predict_context(request: HttpRequest, project: Project, **extra) -> dict:
     return {
         "project": project,
@@ -87,8 +104,12 @@ def prediction_resolve(request: HttpRequest, project_id: int, prediction_id: int
     project = prediction.project
     status = 200
     try:
+        if project.kind == Project.Kind.MULTI:
+            decision = {"present": _tags_from(request)}
+        else:
+            decision = {"label_class": _class_from(request, project)}
         prediction = services.prediction_resolve(
-            prediction=prediction, label_class=_class_from(request, project), user=request.user
+            prediction=prediction, user=request.user, **decision
         )
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
@@ -123,12 +144,17 @@ def settings_update(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _review_context(request: HttpRequest, project: Project, **extra) -> dict:
+    if project.kind == Project.Kind.MULTI:
+        mistakes = selectors.tag_mistakes_list(project=project)
+    else:
+        mistakes = selectors.mistakes_list(project=project)
     return {
         "project": project,
         "classes": labeling_selectors.label_class_list(project=project, active_only=True),
+        "all_classes": labeling_selectors.label_class_list(project=project),
         "scan": selectors.review_scan_latest(project=project),
-        "mistakes": selectors.mistakes_list(project=project)[:REVIEW_PAGE],
-        "mistakes_total": selectors.mistakes_list(project=project).count(),
+        "mistakes": mistakes[:REVIEW_PAGE],
+        "mistakes_total": mistakes.count(),
         "corrected": selectors.corrected_predictions(project=project)[:RECENT],
         "conflicts": selectors.duplicate_conflicts(project=project),
         "leaks": selectors.split_leaks(project=project),
@@ -165,6 +191,7 @@ def review_decide(request: HttpRequest, project_id: int, image_id: int) -> HttpR
             action=request.POST.get("action", ""),
             reviewer=request.user,
             label_class=_class_from(request, image.project),
+            tag=_tag_from(request, image.project),
         )
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
@@ -172,4 +199,12 @@ def review_decide(request: HttpRequest, project_id: int, image_id: int) -> HttpR
     if not request.htmx:
         return redirect("feedback:review", project_id=project_id)
     context = _review_context(request, image.project, decided=image, refused=refused)
-    return render(request, "feedback/review.html#decided", context, status=400 if refused else 200)
+    status = 400 if refused else 200
+    if image.project.kind == Project.Kind.MULTI:
+        # The card again while the image still has disputed tags, else what it is now.
+        context["score"] = (
+            selectors.tag_mistakes_list(project=image.project).filter(image=image).first()
+        )
+        context["present_now"] = selectors.tags_present(image=image)
+        return render(request, "feedback/review.html#tag-card", context, status=status)
+    return render(request, "feedback/review.html#decided", context, status=status)

@@ -67,3 +67,33 @@ def learning_curve_svg(points: list[CurvePoint]) -> str:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="lower right", title="labels chosen by", title_fontsize=7)
     return _svg(figure)
+
+
+def binary_curves_svg(curves: dict, positive: str) -> str:
+    """The ROC and precision-recall curves side by side, the threshold's point marked."""
+    figure, (roc, pr) = plt.subplots(1, 2, figsize=(7.5, 3.4))
+    at = curves["at_threshold"]
+    xs, ys = zip(*curves["roc"], strict=True)
+    roc.plot(xs, ys, color="C0")
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    roc.plot(
+        [at["fpr"]], [at["tpr"]], "o", color="C3", label=f"threshold {curves['threshold']:.2f}"
+    )
+    roc.set_title(f"ROC, AUC {curves['roc_auc']:.3f}", fontsize=9)
+    roc.set_xlabel("false positive rate")
+    roc.set_ylabel(f"true positive rate ({positive})")
+    xs, ys = zip(*curves["pr"], strict=True)
+    pr.step(xs, ys, where="post", color="C0")
+    share = curves["positives"] / (curves["positives"] + curves["negatives"])
+    pr.axhline(share, color="grey", linestyle=":", linewidth=1)
+    if at["precision"] is not None:
+        pr.plot([at["tpr"]], [at["precision"]], "o", color="C3")
+    pr.set_title(f"Precision-recall, AP {curves['average_precision']:.3f}", fontsize=9)
+    pr.set_xlabel("recall")
+    pr.set_ylabel("precision")
+    for axes in (roc, pr):
+        axes.set_xlim(-0.02, 1.02)
+        axes.set_ylim(-0.02, 1.02)
+        axes.grid(alpha=0.3)
+    roc.legend(fontsize=7, loc="lower right")
+    return _svg(figure)

@@ -14,7 +14,14 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.signing import BadSignature, SignedPackage
 
-from labeling.models import Annotation, Image, LabelClass, Project, TaxonomyChange
+from labeling.models import (
+    Annotation,
+    Image,
+    LabelClass,
+    Project,
+    TagAnnotation,
+    TaxonomyChange,
+)
 from models_app.models import Embedding, LearnerSettings, ModelVersion
 
 
@@ -122,14 +129,30 @@ def projects_due_for_training() -> list[Project]:
         if model_version_pending(project=project):
             continue
         last = model_version_list(project=project).first()
-        labels = Annotation.objects.filter(
-            image__project=project, label_class__isnull=False, action=Annotation.Action.LABEL
-        )
-        if last is not None:
-            labels = labels.filter(created_at__gt=last.created_at)
-        if labels.count() >= learner.retrain_every:
+        if labels_since(project=project, version=last) >= learner.retrain_every:
             due.append(project)
     return due
+
+
+def labels_since(*, project: Project, version: ModelVersion | None) -> int:
+    """New labels since `version` was requested (all of them without one): class labels
+    given, or, in a multi-label project, images whose tags were saved or set (an image
+    counts once however many of its tags changed in that time). A tag set on an image
+    whose tags were never saved does not count: training reads saved images only."""
+    multi = project.kind == Project.Kind.MULTI
+    if multi:
+        rows = TagAnnotation.objects.filter(
+            image__project=project,
+            image__tagged=True,
+            action__in=[TagAnnotation.Action.SAVE, TagAnnotation.Action.SET],
+        ).exclude(state=TagAnnotation.State.UNSET)
+    else:
+        rows = Annotation.objects.filter(
+            image__project=project, label_class__isnull=False, action=Annotation.Action.LABEL
+        )
+    if version is not None:
+        rows = rows.filter(created_at__gt=version.created_at)
+    return rows.values("image_id").distinct().count() if multi else rows.count()
 
 
 def projects_reshaped_since_last_version() -> list[Project]:
@@ -240,3 +263,44 @@ def thin_classes(*, project: Project) -> list[ThinClass]:
         for c in classes
         if counts.get(c.pk, 0) < needed
     ]
+
+
+@dataclass(frozen=True)
+class BinaryView:
+    """A binary version's yes/no figures for the dashboard: the positive class or tag,
+    its test curves (models_app.ml.curves), the decision rule, or why there are none."""
+
+    positive: str
+    curves: dict | None
+    rule: str
+    missing: str = ""
+
+
+def binary_view(*, version: ModelVersion | None) -> BinaryView | None:
+    """For a two-class project or a one-tag project, what its active version's test split
+    says of the yes/no decision; None for any other version."""
+    if version is None or version.status != ModelVersion.Status.SUCCEEDED:
+        return None
+    multi = version.is_multi_label
+    if len(version.class_ids) != (1 if multi else 2):
+        return None
+    names = class_names(version=version)
+    positive = names[0] if multi else names[1]
+    if multi:
+        rule = (
+            f"{positive} is present when its probability reaches the threshold, chosen on "
+            "the validation split (best F1)."
+        )
+    else:
+        rule = (
+            f"{positive} is predicted when its probability exceeds {names[0]}'s: a "
+            "threshold of 0.5."
+        )
+    curves = (version.metrics.get("test") or {}).get("binary")
+    missing = ""
+    if curves is None:
+        missing = (
+            f"No ROC or precision-recall curve yet: the test split needs images with and "
+            f"without {positive}. Label more images; a share of them is held out for the test."
+        )
+    return BinaryView(positive=positive, curves=curves, rule=rule, missing=missing)

@@ -55,6 +55,11 @@ def _dashboard_context(request: HttpRequest, project, settings_form=None) -> dic
             names = selectors.class_names_of(class_ids=parents["classes"])
             context["parents"] = parents
             context["parent_confusion_svg"] = charts.confusion_svg(parents["confusion"], names)
+    binary = selectors.binary_view(version=active)
+    if binary:
+        context["binary"] = binary
+        if binary.curves:
+            context["binary_svg"] = charts.binary_curves_svg(binary.curves, binary.positive)
     context["thin_classes"] = selectors.thin_classes(project=project)
     points = selectors.learning_curve(project=project)
     if points:

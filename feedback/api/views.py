@@ -1,11 +1,16 @@
-"""REST API v1 of the feedback loop: predictions, their confirmation or correction, the
-threshold that sends unsure ones to the queue, the mistakes review, and a project's
-progress."""
+"""REST API v1 of the feedback loop: predictions (classes or tags), their confirmation
+or correction, the threshold that sends unsure ones to the queue, the mistakes review
+(classes or tags), and a project's progress."""
 
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -15,14 +20,38 @@ from rest_framework.views import APIView
 from config.pagination import Pagination, paginated
 from feedback import selectors, services
 from feedback.access import prediction_access
-from feedback.models import FeedbackSettings, LabelScore, Prediction, ReviewScan
+from feedback.models import (
+    FeedbackSettings,
+    LabelScore,
+    Prediction,
+    ReviewScan,
+    TagLabelScore,
+    TagSuspect,
+)
 from labeling import access
 from labeling.api.serializers import FileResultOutput, ImageOutput, validated
+from labeling.models import Project
 
 
 class ClassScoreOutput(serializers.Serializer):
     class_id = serializers.IntegerField()
     confidence = serializers.FloatField()
+
+
+class TagScoreOutput(serializers.Serializer):
+    tag = serializers.IntegerField()
+    name = serializers.CharField()
+    probability = serializers.FloatField()
+    threshold = serializers.FloatField()
+    present = serializers.BooleanField(help_text="Predicted present: probability >= threshold.")
+
+
+def _tag_names(context: dict, project_id: int) -> dict[int, str]:
+    """The project's tag names, read once per response (a page lists many predictions)."""
+    cache = context.setdefault("tag_names", {})
+    if project_id not in cache:
+        cache[project_id] = selectors.tag_names(project=Project(pk=project_id))
+    return cache[project_id]
 
 
 class PredictionOutput(serializers.ModelSerializer):
@@ -35,6 +64,12 @@ class PredictionOutput(serializers.ModelSerializer):
     resolved_by = serializers.CharField(
         source="resolved_by.username", allow_null=True, default=None
     )
+    tags = serializers.SerializerMethodField(
+        help_text="Multi-label projects: every tag of the version with its probability, "
+        "threshold and whether it is predicted present (empty for single-label)."
+    )
+    predicted_tags = serializers.ListField(child=serializers.IntegerField())
+    resolved_tags = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
 
     class Meta:
         model = Prediction
@@ -55,6 +90,26 @@ class PredictionOutput(serializers.ModelSerializer):
             "resolved_by",
             "resolved_at",
             "annotation",
+            "tags",
+            "predicted_tags",
+            "resolved_tags",
+            "tag_save_id",
+        ]
+
+    @extend_schema_field(TagScoreOutput(many=True))
+    def get_tags(self, prediction: Prediction) -> list[dict]:
+        if not prediction.tag_scores:
+            return []
+        names = _tag_names(self.context, prediction.project_id)
+        return [
+            {
+                "tag": t["tag_id"],
+                "name": names.get(t["tag_id"], ""),
+                "probability": t["probability"],
+                "threshold": t["threshold"],
+                "present": t["present"],
+            }
+            for t in prediction.tag_scores
         ]
 
 
@@ -138,7 +193,16 @@ class PredictionDetailApi(APIView):
 
 class ResolveInput(serializers.Serializer):
     label_class = serializers.IntegerField(
-        min_value=1, required=False, help_text="The right class; leave out to confirm."
+        min_value=1,
+        required=False,
+        help_text="Single-label projects: the right class; leave out to confirm.",
+    )
+    present = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        allow_empty=True,
+        help_text="Multi-label projects: the ids of the tags present (every other active "
+        "tag is saved absent); leave out to confirm the tags predicted present.",
     )
 
 
@@ -146,21 +210,27 @@ class PredictionResolveApi(APIView):
     @extend_schema(
         request=ResolveInput,
         responses=PredictionOutput,
-        description="Confirm the prediction, or correct it with the right class: the "
-        "image becomes a labeled image of the dataset.",
+        description="Confirm the prediction, or correct it with the right class (or, in a "
+        "multi-label project, the tags present): the image becomes a labeled image of the "
+        "dataset. 400 for a prediction still pending or failed, or a tag id that is not an "
+        "active tag of the project; nothing is saved then.",
     )
     def post(self, request: Request, project_id: int, prediction_id: int) -> Response:
         prediction = prediction_access(
             user=request.user, project_id=project_id, prediction_id=prediction_id
         )
-        class_id = validated(ResolveInput, request.data).get("label_class")
+        data = validated(ResolveInput, request.data)
+        class_id = data.get("label_class")
         label_class = (
             access.label_class_access(user=request.user, project_id=project_id, class_id=class_id)
             if class_id
             else None
         )
         prediction = services.prediction_resolve(
-            prediction=prediction, label_class=label_class, user=request.user
+            prediction=prediction,
+            label_class=label_class,
+            user=request.user,
+            present=data.get("present"),
         )
         return Response(PredictionOutput(prediction).data)
 
@@ -181,6 +251,23 @@ class LabelScoreOutput(serializers.ModelSerializer):
             "suggested_name",
             "suggested_confidence",
         ]
+
+
+class TagSuspectOutput(serializers.ModelSerializer):
+    name = serializers.CharField(source="tag.name")
+
+    class Meta:
+        model = TagSuspect
+        fields = ["tag", "name", "state", "probability", "quality", "is_issue"]
+
+
+class TagMistakeOutput(serializers.ModelSerializer):
+    image = ImageOutput()
+    suspects = TagSuspectOutput(source="live_suspects", many=True)
+
+    class Meta:
+        model = TagLabelScore
+        fields = ["image", "quality", "is_issue", "suspects"]
 
 
 class ReviewScanOutput(serializers.ModelSerializer):
@@ -211,18 +298,26 @@ class MistakeListApi(APIView):
     @extend_schema(
         responses=paginated(LabelScoreOutput),
         operation_id="v1_projects_review_mistakes_list",
-        description="Labels the out-of-sample model confidently disputes, most suspect first.",
+        description="Labels the out-of-sample model confidently disputes, most suspect "
+        "first. In a multi-label project each result is a tagged image with its label "
+        "quality and its disputed tags (`suspects`: tag, name, saved state, probability "
+        "present, probability of the saved state, confident-learning flag).",
     )
     def get(self, request: Request, project_id: int) -> Response:
         project = access.project_access(
             user=request.user, project_id=project_id, roles=access.CURATORS
         )
-        paginator = Pagination()
-        page = paginator.paginate_queryset(
-            selectors.mistakes_list(project=project), request, view=self
+        multi = project.kind == Project.Kind.MULTI
+        mistakes = (
+            selectors.tag_mistakes_list(project=project)
+            if multi
+            else selectors.mistakes_list(project=project)
         )
+        paginator = Pagination()
+        page = paginator.paginate_queryset(mistakes, request, view=self)
+        output = TagMistakeOutput if multi else LabelScoreOutput
         return paginator.get_paginated_response(
-            LabelScoreOutput(page, many=True, context={"request": request}).data
+            output(page, many=True, context={"request": request}).data
         )
 
 
@@ -259,10 +354,15 @@ class ReviewScanApi(APIView):
 
 
 class ReviewInput(serializers.Serializer):
-    action = serializers.ChoiceField(choices=services.REVIEW_CHOICES)
+    action = serializers.ChoiceField(
+        choices=[*services.REVIEW_CHOICES, "flip"],
+        help_text="Single-label projects: keep, ambiguous, remove, restore or relabel; "
+        "multi-label projects: keep (the tags) or flip (one tag).",
+    )
     label_class = serializers.IntegerField(
         min_value=1, required=False, help_text="The new class, for relabel."
     )
+    tag = serializers.IntegerField(min_value=1, required=False, help_text="The tag to flip.")
 
 
 class ReviewDecisionApi(APIView):
@@ -272,15 +372,18 @@ class ReviewDecisionApi(APIView):
             user=request.user, project_id=project_id, image_id=image_id, roles=access.CURATORS
         )
         data = validated(ReviewInput, request.data)
-        label_class = (
-            access.label_class_access(
-                user=request.user, project_id=project_id, class_id=data["label_class"]
-            )
-            if data.get("label_class")
+        label_class, tag = (
+            access.label_class_access(user=request.user, project_id=project_id, class_id=data[k])
+            if data.get(k)
             else None
+            for k in ("label_class", "tag")
         )
         image = services.review_decide(
-            image=image, action=data["action"], reviewer=request.user, label_class=label_class
+            image=image,
+            action=data["action"],
+            reviewer=request.user,
+            label_class=label_class,
+            tag=tag,
         )
         return Response(ImageOutput(image, context={"request": request}).data)
 

@@ -1,6 +1,7 @@
 """Label quality for the review, the learner's side of it: out-of-sample scores of every
-label, near-duplicate pairs and nearest neighbours, from stored embeddings. The
-feedback app reaches the numeric code (models_app.ml.quality) only through here."""
+label (a class, or each saved tag state), near-duplicate pairs and nearest neighbours,
+from stored embeddings. The feedback app reaches the numeric code (models_app.ml.quality
+and models_app.ml.tag_quality) only through here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from models_app.ml.quality import (
     near_duplicate_pairs,
     nearest,
 )
+from models_app.ml.tag_quality import TagLabelQuality, cross_val_tag_proba, tag_label_quality
 from models_app.services.embeddings import backbone_load
 
 
@@ -25,6 +27,14 @@ def label_scores(
         x, y, n_classes, folds=folds, seed=seed, device=str(backbone_load().device)
     )
     return label_quality(y, proba)
+
+
+def tag_label_scores(*, x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> TagLabelQuality:
+    """Every saved tag state of `y` (images x tags: 1 present, 0 absent, NaN not saved)
+    scored by tag heads that never saw its image (`folds`-fold cross-validation), with
+    cleanlab's multi-label score per image and its issue flag per tag."""
+    proba = cross_val_tag_proba(x, y, folds=folds, seed=seed, device=str(backbone_load().device))
+    return tag_label_quality(y, proba)
 
 
 def near_duplicates(*, x: np.ndarray, similarity: float) -> list[tuple[int, int, float]]:

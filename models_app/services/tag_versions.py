@@ -16,6 +16,7 @@ from django.core.files.storage import default_storage
 
 from labeling.models import Image, LabelClass, Project, TagAnnotation
 from labeling.services import Suggestion, image_suggestions_write
+from models_app.ml.curves import binary_curves
 from models_app.ml.multilabel import (
     TAG_MIN_NEGATIVES,
     TAG_MIN_POSITIVES,
@@ -144,6 +145,12 @@ def tag_version_train(version: ModelVersion, progress) -> dict:
         if data.ids[split]:
             proba = predict_tag_proba(head, x[split], device=device)
             metrics[split] = tag_metrics(data.y[split], proba, head.thresholds)
+            if len(data.tag_ids) == 1:
+                # A one-tag project is a yes/no question: its curves, at its threshold.
+                known = ~np.isnan(data.y[split][:, 0])
+                metrics[split]["binary"] = binary_curves(
+                    data.y[split][known, 0] == 1, proba[known, 0], head.thresholds[0]
+                )
     artifact = default_storage.save(
         f"models/{project.pk}/v{version.number}-{uuid.uuid4().hex[:8]}.tags.pt",
         ContentFile(tag_head_to_bytes(head)),

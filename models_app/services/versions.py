@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from labeling.models import Image, LabelClass, Project
+from models_app.ml.curves import binary_curves
 from models_app.ml.finetune import finetune, finetuned_to_bytes, predictor
 from models_app.ml.head import (
     TrainedHead,
@@ -274,6 +275,10 @@ def _train(version: ModelVersion) -> dict:
         if data.ids[split]:
             proba = proba_for(data.ids[split])
             metrics[split] = evaluate(data.y[split], proba, len(data.class_ids))
+            if len(data.class_ids) == 2:
+                # A binary project: the second class is the positive one, and the larger
+                # probability wins, so its threshold is one half.
+                metrics[split]["binary"] = binary_curves(data.y[split] == 1, proba[:, 1], 0.5)
             if split == "test":
                 metrics["test_by_source"] = _evaluate_by_origin(data, proba)
                 parents = _evaluate_parents(data, proba)
