@@ -301,11 +301,12 @@ class TagAnnotation(models.Model):
         SAVE = "save", "Tags saved"
         SET = "set", "Set on a selection"
         UNDO = "undo", "Undone"
+        MERGE = "merge", "Written by a tag merge"
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="tag_annotations")
     tag = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="tag_annotations")
     state = models.CharField(max_length=7, choices=State.choices)
-    action = models.CharField(max_length=4, choices=Action.choices)
+    action = models.CharField(max_length=5, choices=Action.choices)
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -377,6 +378,8 @@ class ClassMerge(models.Model):
     # The merged classes other than the target, as ids (they stay, deactivated).
     source_ids = models.JSONField(default=list)
     target_created = models.BooleanField(default=False)
+    # A merge of tags (multi-label projects): the save_id of the target's rows it wrote.
+    tag_save_id = models.UUIDField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -25,6 +25,11 @@ from labeling.models import (
 from labeling.services.annotations import _relabel_bulk
 from labeling.services.classes import _free_key, _log, _used_keys, label_class_create
 from labeling.services.projects import project_require_kind
+from labeling.services.tag_taxonomy import (
+    tag_merge_revert,
+    tag_merge_target_used,
+    tag_merge_write,
+)
 
 
 def _open_split_of(classes: Iterable[LabelClass]) -> ClassSplit | None:
@@ -49,9 +54,11 @@ def label_class_merge(
     a new history row (action "merge"); those classes are deactivated, keeping their
     history. The merge remembers each label it moved, so `label_class_merge_undo`
     restores exactly the labels before. Recorded in the taxonomy log, which makes the
-    learner retrain. One transaction. Owners and reviewers only (callers check)."""
-    # A merge of tags is the union of their states, not a move of one class per image.
-    project_require_kind(project=project, kind=Project.Kind.SINGLE, what="Merging")
+    learner retrain. One transaction. Owners and reviewers only (callers check).
+
+    In a multi-label project the merged tag is the union of the tags (see
+    `tag_taxonomy`): its state is written on every image where one of them has a row in
+    force, as rows of one save that undo takes back."""
     Project.objects.select_for_update().get(pk=project.pk)
     wanted = {c.pk for c in classes}
     chosen = list(LabelClass.objects.select_for_update().filter(project=project, pk__in=wanted))
@@ -75,6 +82,8 @@ def label_class_merge(
         target.key = target.key if target.key and target.key not in _used_keys(project) else ""
         target.save(update_fields=["is_active", "key"])
     sources = [c for c in chosen if c.pk != target.pk]
+    if project.kind == Project.Kind.MULTI:
+        return _tag_merge(project, chosen, sources, target, created, actor)
     moved = list(
         Image.objects.filter(project=project, label__in=sources).values_list("id", "label_id")
     )
@@ -114,6 +123,28 @@ def label_class_merge(
     return merge
 
 
+def _tag_merge(project, chosen, sources, target, created, actor) -> ClassMerge:
+    save_id, changed = tag_merge_write(project=project, chosen=chosen, target=target, actor=actor)
+    merge = ClassMerge.objects.create(
+        project=project,
+        target=target,
+        source_ids=[c.pk for c in sources],
+        target_created=created,
+        tag_save_id=save_id,
+        created_by=actor,
+    )
+    LabelClass.objects.filter(pk__in=[c.pk for c in sources]).update(is_active=False)
+    _log(
+        project,
+        actor,
+        TaxonomyChange.Kind.MERGE,
+        f"Merged tags {', '.join(repr(c.name) for c in chosen)} into {target.name!r}: "
+        f"{changed} images' {target.name!r} state written.",
+        {"merge": merge.pk, "target": target.pk, "sources": merge.source_ids, "moved": changed},
+    )
+    return merge
+
+
 @transaction.atomic
 def label_class_merge_undo(*, merge: ClassMerge, actor: AbstractBaseUser | None) -> int:
     """Undo a merge: its classes are active again (with their keys where still free),
@@ -130,6 +161,8 @@ def label_class_merge_undo(*, merge: ClassMerge, actor: AbstractBaseUser | None)
         if source.key in _used_keys(merge.project):
             source.key = _free_key(merge.project)
         source.save(update_fields=["is_active", "key"])
+    if merge.tag_save_id is not None:
+        return _tag_merge_undo(merge, actor)
     moves = list(
         merge.moves.filter(annotation__is_current=True).values_list(
             "image_id", "previous_class_id", "annotation_id"
@@ -158,6 +191,27 @@ def label_class_merge_undo(*, merge: ClassMerge, actor: AbstractBaseUser | None)
         {"merge": merge.pk, "restored": len(moves), "kept": kept},
     )
     return len(moves)
+
+
+def _tag_merge_undo(merge: ClassMerge, actor: AbstractBaseUser | None) -> int:
+    restored, kept = tag_merge_revert(merge=merge, actor=actor)
+    target = merge.target
+    if merge.target_created and not tag_merge_target_used(tag=target):
+        target.is_active = False
+        target.save(update_fields=["is_active"])
+    merge.undone_at = timezone.now()
+    merge.undone_by = actor
+    merge.save(update_fields=["undone_at", "undone_by"])
+    _log(
+        merge.project,
+        actor,
+        TaxonomyChange.Kind.UNMERGE,
+        f"Undid the merge of tags into {target.name!r}: {restored} images' "
+        f"{target.name!r} state restored"
+        + (f", {kept} changed since kept as they are." if kept else "."),
+        {"merge": merge.pk, "restored": restored, "kept": kept},
+    )
+    return restored
 
 
 @transaction.atomic

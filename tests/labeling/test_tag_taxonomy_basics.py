@@ -1,5 +1,5 @@
 """Taxonomy on a multi-label project: renaming and deactivating a tag keep its rows and
-are logged; merge and split still refuse tags with the stated reason."""
+are logged; split still refuses tags with the stated reason (merge: test_tag_merge)."""
 
 from __future__ import annotations
 
@@ -54,10 +54,7 @@ def test_renaming_and_deactivating_a_tag_keep_its_rows_and_are_logged(tag_projec
     ]
 
 
-def test_merge_and_split_still_refuse_tags(tag_project, tags, owner):
-    with pytest.raises(ValidationError) as error:
-        services.label_class_merge(project=tag_project, classes=tags, name="x", actor=owner)
-    assert "Merging works on single-label projects only, so far." in str(error.value)
+def test_split_still_refuses_tags(tag_project, tags, owner):
     with pytest.raises(ValidationError) as error:
         services.label_class_split_start(label_class=tags[0], names=["a", "b"], actor=owner)
     assert "Splitting works on single-label projects only, so far." in str(error.value)

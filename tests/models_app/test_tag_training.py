@@ -119,10 +119,6 @@ def test_what_multi_label_projects_cannot_do_yet_is_refused(tag_project, owner, 
     upload = fashion_uploads(fashion, ["Bag"], 1, skip=5)[0][0]
     with pytest.raises(ValidationError, match="no trained model yet"):
         feedback_services.predictions_request(project=tag_project, files=[upload], user=owner)
-    with pytest.raises(ValidationError, match="Merging works on single-label"):
-        labeling_services.label_class_merge(
-            project=tag_project, classes=[tags["bag"], tags["footwear"]], name="x", actor=owner
-        )
     with pytest.raises(ValidationError, match="Splitting works on single-label"):
         labeling_services.label_class_split_start(
             label_class=tags["bag"], names=["a", "b"], actor=owner

@@ -1,0 +1,120 @@
+"""Merging tags of a multi-label project, and undoing it. A merged tag is the union of
+its tags: present on an image where any of them is present, absent where every one of
+them was saved absent, and not looked at otherwise (an absent tag beside one never
+looked at says nothing about the union). Only rows are added, as everywhere in the tag
+history; the merged tags are deactivated and keep theirs."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+
+from django.contrib.auth.models import AbstractBaseUser
+
+from labeling.models import ClassMerge, LabelClass, Project, TagAnnotation
+
+State = TagAnnotation.State
+
+
+def tag_union(states: list[str], count: int) -> str:
+    """The merged state of an image from the states in force of the `count` merged
+    tags saved on it (`states`, one per tag with a row in force)."""
+    if State.PRESENT in states:
+        return State.PRESENT
+    if len(states) == count and all(s == State.ABSENT for s in states):
+        return State.ABSENT
+    return State.UNSET
+
+
+def tag_merge_write(
+    *,
+    project: Project,
+    chosen: list[LabelClass],
+    target: LabelClass,
+    actor: AbstractBaseUser | None,
+) -> tuple[uuid.UUID, int]:
+    """Give `target` the union of the `chosen` tags' states on every image where one of
+    them has a row in force, as rows of one save (action "merge"); rows that would not
+    change the target's state are not written. Returns the save id and how many images
+    changed. Callers hold the transaction and the project's lock."""
+    rows = TagAnnotation.objects.filter(
+        image__project=project, tag__in=chosen, is_current=True
+    ).values_list("image_id", "tag_id", "state", "pk")
+    states: dict[int, list[str]] = defaultdict(list)
+    target_rows: dict[int, tuple[str, int]] = {}
+    for image_id, tag_id, state, pk in rows.iterator(chunk_size=5000):
+        if tag_id == target.pk:
+            target_rows[image_id] = (state, pk)
+        if state != State.UNSET:
+            states[image_id].append(state)
+    writes = {}
+    for image_id in set(states) | set(target_rows):
+        merged = tag_union(states.get(image_id, []), len(chosen))
+        before = target_rows.get(image_id, (State.UNSET, None))[0]
+        if merged != before:
+            writes[image_id] = merged
+    save_id = uuid.uuid4()
+    TagAnnotation.objects.filter(
+        pk__in=[target_rows[i][1] for i in writes if i in target_rows]
+    ).update(is_current=False)
+    TagAnnotation.objects.bulk_create(
+        [
+            TagAnnotation(
+                image_id=image_id,
+                tag=target,
+                state=state,
+                action=TagAnnotation.Action.MERGE,
+                annotator=actor,
+                save_id=save_id,
+                is_current=True,
+            )
+            for image_id, state in writes.items()
+        ],
+        batch_size=2000,
+    )
+    return save_id, len(writes)
+
+
+def tag_merge_revert(*, merge: ClassMerge, actor: AbstractBaseUser | None) -> tuple[int, int]:
+    """Put the target tag of `merge` back to its state before the merge (the row before
+    the merge's, or not looked at) on every image where the merge's row is still in
+    force, each a row (action "undo") naming the one it reverts. Images whose target tag
+    changed since keep the newer state. Returns (restored, kept). Callers hold the
+    transaction and the project's lock."""
+    written = TagAnnotation.objects.filter(save_id=merge.tag_save_id, tag=merge.target)
+    standing = list(written.filter(is_current=True))
+    history: dict[int, list[tuple]] = defaultdict(list)
+    for image_id, created_at, pk, state in TagAnnotation.objects.filter(
+        tag=merge.target, image_id__in=[r.image_id for r in standing]
+    ).values_list("image_id", "created_at", "id", "state"):
+        history[image_id].append((created_at, pk, state))
+    before: dict[int, str] = {}
+    for row in standing:
+        earlier = [h for h in history[row.image_id] if (h[0], h[1]) < (row.created_at, row.pk)]
+        before[row.image_id] = max(earlier)[2] if earlier else State.UNSET
+    TagAnnotation.objects.filter(pk__in=[r.pk for r in standing]).update(is_current=False)
+    save_id = uuid.uuid4()
+    TagAnnotation.objects.bulk_create(
+        [
+            TagAnnotation(
+                image_id=row.image_id,
+                tag=merge.target,
+                state=before[row.image_id],
+                action=TagAnnotation.Action.UNDO,
+                annotator=actor,
+                save_id=save_id,
+                is_current=True,
+                reverts=row,
+            )
+            for row in standing
+        ],
+        batch_size=2000,
+    )
+    return len(standing), written.count() - len(standing)
+
+
+def tag_merge_target_used(*, tag: LabelClass) -> bool:
+    """Whether any image has `tag` saved present or absent in force."""
+    return (
+        TagAnnotation.objects.filter(tag=tag, is_current=True).exclude(state=State.UNSET).exists()
+    )
