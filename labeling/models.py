@@ -302,6 +302,7 @@ class TagAnnotation(models.Model):
         SET = "set", "Set on a selection"
         UNDO = "undo", "Undone"
         MERGE = "merge", "Written by a tag merge"
+        SPLIT = "split", "Written by a tag split"
 
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="tag_annotations")
     tag = models.ForeignKey(LabelClass, on_delete=models.PROTECT, related_name="tag_annotations")
@@ -437,6 +438,17 @@ class ClassSplit(models.Model):
 
     def __str__(self) -> str:
         return f"split of {self.source} ({self.status})"
+
+    def source_images(self) -> models.QuerySet[Image]:
+        """The images of the class being split: labeled with it, or in a multi-label
+        project with the tag present in force."""
+        images = Image.objects.filter(project_id=self.project_id)
+        if self.project.kind == Project.Kind.MULTI:
+            present = TagAnnotation.objects.filter(
+                tag_id=self.source_id, is_current=True, state=TagAnnotation.State.PRESENT
+            )
+            return images.filter(pk__in=present.values("image_id"))
+        return images.filter(label_id=self.source_id)
 
 
 class SplitAssignment(models.Model):

@@ -60,9 +60,9 @@ class SplitProgress:
 
 
 def split_progress(*, split: ClassSplit) -> SplitProgress:
-    rows = split.assignments.filter(image__label=split.source)
+    rows = split.assignments.filter(image__in=split.source_images())
     return SplitProgress(
-        images=Image.objects.filter(project=split.project, label=split.source).count(),
+        images=split.source_images().count(),
         decided=rows.filter(kind__in=SplitAssignment.DECIDED).count(),
         suggested=rows.filter(kind=SplitAssignment.Kind.SUGGESTED).count(),
     )
@@ -72,7 +72,7 @@ def split_assignment_list(*, split: ClassSplit) -> QuerySet[SplitAssignment]:
     """The images of the split class with a new class, surest suggestion first (accept
     from the top, fix near the bottom); the expert's own choices last."""
     return (
-        split.assignments.filter(image__label=split.source)
+        split.assignments.filter(image__in=split.source_images())
         .select_related("image", "label_class")
         .order_by(F("confidence").desc(nulls_last=True), "image_id")
     )

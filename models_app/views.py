@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from labeling import access
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
-from labeling.models import ClassSplit, Image, LabelClass
+from labeling.models import ClassSplit, LabelClass
 from models_app import archive, charts, selectors, services
 from models_app.api.views import export_response
 from models_app.models import LearnerSettings, ModelVersion
@@ -141,11 +141,7 @@ def _split(request: HttpRequest, project_id: int, split_id: int) -> ClassSplit:
 def split_page(request: HttpRequest, project_id: int, split_id: int) -> HttpResponse:
     split = _split(request, project_id, split_id)
     assigned = labeling_selectors.split_assignment_list(split=split)
-    unassigned = (
-        Image.objects.filter(project=split.project, label=split.source)
-        .exclude(pk__in=assigned.values("image_id"))
-        .order_by("id")
-    )
+    unassigned = split.source_images().exclude(pk__in=assigned.values("image_id")).order_by("id")
     context = {
         "project": split.project,
         "split": split,

@@ -18,6 +18,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='tagannotation',
             name='action',
-            field=models.CharField(choices=[('save', 'Tags saved'), ('set', 'Set on a selection'), ('undo', 'Undone'), ('merge', 'Written by a tag merge')], max_length=5),
+            field=models.CharField(choices=[('save', 'Tags saved'), ('set', 'Set on a selection'), ('undo', 'Undone'), ('merge', 'Written by a tag merge'), ('split', 'Written by a tag split')], max_length=5),
         ),
     ]

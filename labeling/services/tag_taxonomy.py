@@ -1,8 +1,11 @@
-"""Merging tags of a multi-label project, and undoing it. A merged tag is the union of
-its tags: present on an image where any of them is present, absent where every one of
-them was saved absent, and not looked at otherwise (an absent tag beside one never
-looked at says nothing about the union). Only rows are added, as everywhere in the tag
-history; the merged tags are deactivated and keep theirs."""
+"""Merging tags of a multi-label project, undoing it, and finishing a tag's split.
+
+A merged tag is the union of its tags: present on an image where any of them is
+present, absent where every one of them was saved absent, and not looked at otherwise
+(an absent tag beside one never looked at says nothing about the union). A split tag's
+kinds: one kind present where the tag was, every kind absent where it was absent. Only
+rows are added, as everywhere in the tag history; the old tags are deactivated and keep
+theirs."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from collections import defaultdict
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from labeling.models import ClassMerge, LabelClass, Project, TagAnnotation
+from labeling.models import ClassMerge, ClassSplit, Image, LabelClass, Project, TagAnnotation
 
 State = TagAnnotation.State
 
@@ -118,3 +121,48 @@ def tag_merge_target_used(*, tag: LabelClass) -> bool:
     return (
         TagAnnotation.objects.filter(tag=tag, is_current=True).exclude(state=State.UNSET).exists()
     )
+
+
+def tag_split_write(*, split: ClassSplit, decided: dict[int, int], actor) -> int:
+    """Finish the split of a tag into its kinds (the split's new tags): on every image
+    with the tag present and a decided kind, that kind present and the other kinds
+    absent; where the tag was saved absent, every kind absent (none of them can be
+    there); where it was never looked at, nothing. Rows of one save (action "split").
+    Images with the tag present but no decided kind are marked to tag again, first in
+    the queue. Returns how many. Callers hold the transaction and the project's lock."""
+    targets = list(split.targets.order_by("order", "id").values_list("id", flat=True))
+    source = TagAnnotation.objects.filter(
+        tag_id=split.source_id, is_current=True, state__in=(State.PRESENT, State.ABSENT)
+    ).values_list("image_id", "state")
+    writes: list[tuple[int, int, str]] = []
+    undecided = []
+    for image_id, state in source.iterator(chunk_size=5000):
+        kind = decided.get(image_id) if state == State.PRESENT else None
+        if state == State.PRESENT and kind is None:
+            undecided.append(image_id)
+            continue
+        writes += [(image_id, t, State.PRESENT if t == kind else State.ABSENT) for t in targets]
+    written = {image_id for image_id, _, _ in writes}
+    # The new tags were inactive until now, so no one could have tagged them; retire any
+    # row in force all the same rather than leave two.
+    TagAnnotation.objects.filter(tag_id__in=targets, image_id__in=written, is_current=True).update(
+        is_current=False
+    )
+    save_id = uuid.uuid4()
+    TagAnnotation.objects.bulk_create(
+        [
+            TagAnnotation(
+                image_id=image_id,
+                tag_id=tag_id,
+                state=state,
+                action=TagAnnotation.Action.SPLIT,
+                annotator=actor,
+                save_id=save_id,
+                is_current=True,
+            )
+            for image_id, tag_id, state in writes
+        ],
+        batch_size=2000,
+    )
+    Image.objects.filter(pk__in=undecided).update(needs_relabel=True)
+    return len(undecided)

@@ -106,11 +106,12 @@ def image_tags_set(
         image=image, states=states, annotator=annotator, current=current, action=Action.SAVE
     )
     image.tagged = True
+    image.needs_relabel = False  # tagged again after a split left its kind undecided
     image.reserved_by = None
     image.reserved_until = None
     if image.split == Image.Split.UNASSIGNED:
         image.split = split_for(image=image)
-    image.save(update_fields=["tagged", "reserved_by", "reserved_until", "split"])
+    image.save(update_fields=["tagged", "needs_relabel", "reserved_by", "reserved_until", "split"])
     return rows
 
 

@@ -24,11 +24,11 @@ from labeling.models import (
 )
 from labeling.services.annotations import _relabel_bulk
 from labeling.services.classes import _free_key, _log, _used_keys, label_class_create
-from labeling.services.projects import project_require_kind
 from labeling.services.tag_taxonomy import (
     tag_merge_revert,
     tag_merge_target_used,
     tag_merge_write,
+    tag_split_write,
 )
 
 
@@ -220,9 +220,11 @@ def label_class_split_start(
 ) -> ClassSplit:
     """Start splitting `label_class` into new classes named `names` (at least two). The
     new classes stay inactive, and the class keeps working, until the split is
-    finished. Curators only."""
+    finished. Curators only.
+
+    In a multi-label project the new tags are kinds of the tag: an image with the tag
+    present gets one of them present (and the others absent) when the split finishes."""
     project = label_class.project
-    project_require_kind(project=project, kind=Project.Kind.SINGLE, what="Splitting")
     Project.objects.select_for_update().get(pk=project.pk)
     names = [(n or "").strip() for n in names]
     names = [n for n in names if n]
@@ -266,13 +268,10 @@ def split_assign(*, split: ClassSplit, image_ids: Sequence[int], label_class: La
     split = _open(split)
     if not split.targets.filter(pk=label_class.pk).exists():
         raise ValidationError({"label_class": "Choose one of the split's new classes."})
-    images = list(
-        Image.objects.filter(
-            project=split.project, label=split.source, pk__in=image_ids
-        ).values_list("id", flat=True)
-    )
+    images = list(split.source_images().filter(pk__in=image_ids).values_list("id", flat=True))
     if len(images) != len(set(image_ids)):
-        raise ValidationError({"images": f"Some images are not labeled {split.source.name!r}."})
+        what = "tagged" if split.project.kind == Project.Kind.MULTI else "labeled"
+        raise ValidationError({"images": f"Some images are not {what} {split.source.name!r}."})
     for image_id in images:
         SplitAssignment.objects.update_or_create(
             split=split,
@@ -343,13 +342,14 @@ def label_class_split_finish(*, split: ClassSplit, actor: AbstractBaseUser | Non
     Project.objects.select_for_update().get(pk=project.pk)
     decided = dict(
         split.assignments.filter(
-            kind__in=SplitAssignment.DECIDED, image__label=split.source
+            kind__in=SplitAssignment.DECIDED, image__in=split.source_images()
         ).values_list("image_id", "label_class_id")
     )
-    _relabel_bulk(moves=list(decided.items()), action=Annotation.Action.SPLIT, actor=actor)
-    to_relabel = Image.objects.filter(project=project, label=split.source).update(
-        needs_relabel=True
-    )
+    if project.kind == Project.Kind.MULTI:
+        to_relabel = tag_split_write(split=split, decided=decided, actor=actor)
+    else:
+        _relabel_bulk(moves=list(decided.items()), action=Annotation.Action.SPLIT, actor=actor)
+        to_relabel = split.source_images().update(needs_relabel=True)
     split.source.is_active = False
     split.source.save(update_fields=["is_active"])
     for target in split.targets.order_by("order", "id"):

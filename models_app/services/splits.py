@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from django.core.exceptions import ValidationError
 
-from labeling.models import ClassSplit, Image, LabelClass, SplitAssignment
+from labeling.models import ClassSplit, LabelClass, SplitAssignment
 from labeling.services import split_suggestions_write
 from models_app.ml.head import (
     predict_proba,
@@ -22,7 +22,7 @@ def split_suggest(*, split: ClassSplit) -> int:
     embeddings. Returns how many suggestions were written."""
     decided = dict(
         split.assignments.filter(
-            kind__in=SplitAssignment.DECIDED, image__label=split.source
+            kind__in=SplitAssignment.DECIDED, image__in=split.source_images()
         ).values_list("image_id", "label_class_id")
     )
     targets = list(split.targets.order_by("order", "id").values_list("id", flat=True))
@@ -30,11 +30,7 @@ def split_suggest(*, split: ClassSplit) -> int:
     if missing:
         names = ", ".join(LabelClass.objects.filter(pk__in=missing).values_list("name", flat=True))
         raise ValidationError(f"Choose at least one image for each new class (none yet: {names}).")
-    ids = list(
-        Image.objects.filter(project=split.project, label=split.source)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
+    ids = list(split.source_images().order_by("id").values_list("id", flat=True))
     rest = [pk for pk in ids if pk not in decided]
     embeddings = project_embeddings(project=split.project)
     try:

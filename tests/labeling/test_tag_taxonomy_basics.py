@@ -1,10 +1,9 @@
 """Taxonomy on a multi-label project: renaming and deactivating a tag keep its rows and
-are logged; split still refuses tags with the stated reason (merge: test_tag_merge)."""
+are logged (merge: test_tag_merge; split: tests/models_app/test_tag_split)."""
 
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
 
 from labeling import services
 from labeling.models import Project, TagAnnotation, TaxonomyChange
@@ -52,9 +51,3 @@ def test_renaming_and_deactivating_a_tag_keep_its_rows_and_are_logged(tag_projec
         "Class 'stripes': name 'striped' → 'stripes'.",
         "Class 'leather': is_active True → False.",
     ]
-
-
-def test_split_still_refuses_tags(tag_project, tags, owner):
-    with pytest.raises(ValidationError) as error:
-        services.label_class_split_start(label_class=tags[0], names=["a", "b"], actor=owner)
-    assert "Splitting works on single-label projects only, so far." in str(error.value)

@@ -114,15 +114,11 @@ def test_training_is_refused_until_a_tag_has_both_kinds_of_example(tag_project, 
 
 
 def test_what_multi_label_projects_cannot_do_yet_is_refused(tag_project, owner, fashion):
-    tags = tagged_images(tag_project, owner, fashion, per_class=2)
+    tagged_images(tag_project, owner, fashion, per_class=2)
     # Predicting is refused for want of a model, not for the kind of project.
     upload = fashion_uploads(fashion, ["Bag"], 1, skip=5)[0][0]
     with pytest.raises(ValidationError, match="no trained model yet"):
         feedback_services.predictions_request(project=tag_project, files=[upload], user=owner)
-    with pytest.raises(ValidationError, match="Splitting works on single-label"):
-        labeling_services.label_class_split_start(
-            label_class=tags["bag"], names=["a", "b"], actor=owner
-        )
     out = io.BytesIO()
     with pytest.raises(ValidationError, match="Export works on single-label"):
         archive.project_export(project=tag_project, out=out)
