@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from labeling import services as labeling_services
 from labeling.models import Image, LabelClass, Project, TagAnnotation, TaxonomyChange
 from models_app import services
+from tests.factories import PASSWORD
 from tests.fashion import fashion_uploads
 from tests.models_app.test_tag_training import tagged_images
 
@@ -53,6 +55,11 @@ def test_a_tag_splits_into_its_kinds_from_a_few_seeds(owner, fashion):
     labeling_services.split_accept(split=split)
     unsure = list(split.assignments.order_by("confidence").values_list("image_id", flat=True)[:2])
     split.assignments.filter(image_id__in=unsure).delete()
+    client = Client()
+    client.login(username=owner.username, password=PASSWORD)
+    page = client.get(f"/projects/{project.pk}/splits/{split.pk}/").content.decode()
+    assert "where footwear was saved absent, every new tag is absent" in page
+    assert "28 images: 26 decided, 0 with a suggestion to check" in page
 
     result = labeling_services.label_class_split_finish(split=split, actor=owner)
     assert result == {"moved": 26, "to_relabel": 2}
