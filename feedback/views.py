@@ -34,11 +34,13 @@ def _class_from(request: HttpRequest, project: Project) -> LabelClass | None:
 
 
 def _tags_from(request: HttpRequest) -> list[str] | None:
-    """The tags ticked present, for "Save corrections"; None (as predicted) for
-    "Confirm". The ids are checked by the service."""
-    if request.POST.get("decision") == "confirm":
-        return None
-    return request.POST.getlist("present")
+    """The tags ticked present on the page's form (which starts with the predicted ones
+    ticked, so Enter after changing a tick saves the change, as on the labeling page);
+    None (as predicted) for a bare "Confirm" without the form. The service checks the
+    ids."""
+    if request.POST.get("ticked") or request.POST.get("decision") != "confirm":
+        return request.POST.getlist("present")
+    return None
 
 
 def _tag_from(request: HttpRequest, project: Project) -> LabelClass | None:

@@ -176,8 +176,8 @@ def test_unsure_tag_predictions_and_near_duplicates_that_disagree_join_the_queue
 def test_the_predict_page_shows_each_tag_and_saves_the_ticked_ones(tag_trained, annotator, fashion):
     project, tags, version = tag_trained
     footwear, bag, legs = tags["footwear"], tags["bag"], tags["has legs"]
-    first, second = predict(
-        project, annotator, [u for u, _ in fashion_uploads(fashion, ["Trouser"], 2, skip=14)]
+    first, second, third = predict(
+        project, annotator, [u for u, _ in fashion_uploads(fashion, ["Trouser"], 3, skip=14)]
     )
     client = Client()
     client.login(username=annotator.username, password=PASSWORD)
@@ -192,6 +192,15 @@ def test_the_predict_page_shows_each_tag_and_saves_the_ticked_ones(tag_trained, 
     first.refresh_from_db()
     assert first.status == "corrected" and first.resolved_tags == sorted([bag.pk, legs.pk])
     assert saved_tags(first.image) == {footwear.pk: "absent", bag.pk: "present", legs.pk: "present"}
+
+    # Enter ("confirm") after changing the ticks saves the ticks, not the prediction.
+    client.post(
+        f"/projects/{project.pk}/predict/{third.pk}/resolve/",
+        {"decision": "confirm", "ticked": "1", "present": [str(footwear.pk)]},
+        HTTP_HX_REQUEST="true",
+    )
+    third.refresh_from_db()
+    assert third.status == "corrected" and third.resolved_tags == [footwear.pk]
 
     # A tag id that is not one: a clear refusal, nothing saved.
     bad = client.post(
