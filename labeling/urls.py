@@ -38,6 +38,8 @@ urlpatterns = [
     path(
         "projects/<int:project_id>/label/<int:image_id>/tags/", views.label_tags, name="label-tags"
     ),
+    path("projects/<int:project_id>/tags/export/", views.tags_export, name="tags-export"),
+    path("projects/<int:project_id>/tags/import/", views.tags_import, name="tags-import"),
     path("projects/<int:project_id>/images/", views.image_grid, name="grid"),
     path("projects/<int:project_id>/images/assign/", views.grid_assign, name="grid-assign"),
     path(

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
-from labeling.api import tags, views
+from labeling.api import tag_exchange, tags, views
 
 P = "projects/<int:project_id>"
 
@@ -36,6 +36,8 @@ urlpatterns = [
     ),
     path(f"{P}/images/<int:image_id>/tags/", tags.ImageTagsApi.as_view(), name="image-tags"),
     path(f"{P}/tags/assign/", tags.TagAssignApi.as_view(), name="tag-assign"),
+    path(f"{P}/tags/export/", tag_exchange.TagsExportApi.as_view(), name="tags-export"),
+    path(f"{P}/tags/import/", tag_exchange.TagsImportApi.as_view(), name="tags-import"),
     path(f"{P}/annotations/undo/", views.AnnotationUndoApi.as_view(), name="annotation-undo"),
     path(f"{P}/queue/next/", views.QueueNextApi.as_view(), name="queue-next"),
 ]

@@ -46,6 +46,11 @@ from labeling.services.queue import (
     queue_release,
     queue_reserve,
 )
+from labeling.services.tag_exchange import (
+    TagImportResult,
+    project_tags_export,
+    project_tags_import,
+)
 from labeling.services.tags import (
     image_tags_set,
     image_tags_undo_last,
@@ -69,6 +74,7 @@ __all__ = [
     "FileResult",
     "REVIEW_ACTIONS",
     "Suggestion",
+    "TagImportResult",
     "Upload",
     "annotation_create",
     "annotation_undo_last",
@@ -94,6 +100,8 @@ __all__ = [
     "membership_set",
     "project_create",
     "project_require_kind",
+    "project_tags_export",
+    "project_tags_import",
     "project_update",
     "queue_release",
     "queue_reserve",

@@ -20,6 +20,7 @@ from labeling.views.projects import (
     project_list,
 )
 from labeling.views.responses import file_response
+from labeling.views.tag_exchange import tags_export, tags_import
 from labeling.views.taxonomy import (
     class_update,
     classes_merge,
@@ -51,5 +52,7 @@ __all__ = [
     "project_detail",
     "project_list",
     "split_start",
+    "tags_export",
+    "tags_import",
     "taxonomy_history",
 ]
