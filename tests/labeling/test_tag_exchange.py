@@ -15,6 +15,7 @@ from django.test import Client
 
 from labeling import services
 from labeling.models import Image, LabelClass, Project, TagAnnotation
+from models_app.selectors import labels_since
 from tests.conftest import add_images
 
 pytestmark = pytest.mark.django_db
@@ -337,3 +338,15 @@ def test_the_api_refuses_a_bad_file_and_an_annotator(shop, tagged, owner, annota
     assert api(owner).post(url, {}, format="multipart").status_code == 400
     good = SimpleUploadedFile("t.csv", b"image,striped\nimg3.png,1\n")
     assert api(annotator).post(url, {"file": good}, format="multipart").status_code == 403
+
+
+def test_an_imported_save_is_undone_and_counted_for_retraining_like_a_typed_one(
+    shop, tagged, owner
+):
+    before = labels_since(project=shop, version=None)
+    content = b"image,striped,leather,rounded\nimg3.png,1,0,0\n"
+    services.project_tags_import(project=shop, name="t.csv", content=content, user=owner)
+    assert labels_since(project=shop, version=None) == before + 1
+    undone = services.label_undo_last(project=shop, annotator=owner)
+    assert undone.pk == tagged[3].pk and not undone.tagged
+    assert states(undone) == {}
