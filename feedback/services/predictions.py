@@ -143,22 +143,7 @@ def _predict(project: Project, rows: list[Prediction]) -> int:
             )
         if row.uncertain_reason:
             uncertain.append(row.image_id)
-    with transaction.atomic():
-        Prediction.objects.bulk_update(
-            rows,
-            [
-                "top",
-                "predicted_class",
-                "confidence",
-                "model_version",
-                "status",
-                "uncertain_reason",
-            ],
-        )
-        labeling_services.images_queue_add(project=project, image_ids=uncertain)
-    if uncertain:
-        learner.queue_rerank(project=project)
-    return len(rows)
+    return _store(project, rows, ["top", "predicted_class"], uncertain)
 
 
 def _predict_tags(project: Project, rows: list[Prediction], model) -> int:
@@ -203,17 +188,17 @@ def _predict_tags(project: Project, rows: list[Prediction], model) -> int:
             row.uncertain_reason = f"Near-duplicate of image #{other}, tagged {listed}."[:300]
         if row.uncertain_reason:
             uncertain.append(row.image_id)
+    return _store(project, rows, ["tag_scores", "predicted_tags"], uncertain)
+
+
+def _store(
+    project: Project, rows: list[Prediction], fields: list[str], uncertain: list[int]
+) -> int:
+    """Save the answers (`fields` with the fields every answer has) and send the unsure
+    images to the queue, ranked again among the rest."""
     with transaction.atomic():
         Prediction.objects.bulk_update(
-            rows,
-            [
-                "tag_scores",
-                "predicted_tags",
-                "confidence",
-                "model_version",
-                "status",
-                "uncertain_reason",
-            ],
+            rows, [*fields, "confidence", "model_version", "status", "uncertain_reason"]
         )
         labeling_services.images_queue_add(project=project, image_ids=uncertain)
     if uncertain:

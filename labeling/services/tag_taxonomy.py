@@ -19,6 +19,29 @@ from labeling.models import ClassMerge, ClassSplit, Image, LabelClass, Project, 
 State = TagAnnotation.State
 
 
+def _rows_add(rows: list[tuple], *, action: str, actor) -> uuid.UUID:
+    """Add rows in force, one save: (image id, tag id, state, the row it reverts or
+    None) each. The rows they replace were retired by the caller."""
+    save_id = uuid.uuid4()
+    TagAnnotation.objects.bulk_create(
+        [
+            TagAnnotation(
+                image_id=image_id,
+                tag_id=tag_id,
+                state=state,
+                action=action,
+                annotator=actor,
+                save_id=save_id,
+                is_current=True,
+                reverts=reverts,
+            )
+            for image_id, tag_id, state, reverts in rows
+        ],
+        batch_size=2000,
+    )
+    return save_id
+
+
 def tag_union(states: list[str], count: int) -> str:
     """The merged state of an image from the states in force of the `count` merged
     tags saved on it (`states`, one per tag with a row in force)."""
@@ -56,24 +79,13 @@ def tag_merge_write(
         before = target_rows.get(image_id, (State.UNSET, None))[0]
         if merged != before:
             writes[image_id] = merged
-    save_id = uuid.uuid4()
     TagAnnotation.objects.filter(
         pk__in=[target_rows[i][1] for i in writes if i in target_rows]
     ).update(is_current=False)
-    TagAnnotation.objects.bulk_create(
-        [
-            TagAnnotation(
-                image_id=image_id,
-                tag=target,
-                state=state,
-                action=TagAnnotation.Action.MERGE,
-                annotator=actor,
-                save_id=save_id,
-                is_current=True,
-            )
-            for image_id, state in writes.items()
-        ],
-        batch_size=2000,
+    save_id = _rows_add(
+        [(image_id, target.pk, state, None) for image_id, state in writes.items()],
+        action=TagAnnotation.Action.MERGE,
+        actor=actor,
     )
     return save_id, len(writes)
 
@@ -96,22 +108,10 @@ def tag_merge_revert(*, merge: ClassMerge, actor: AbstractBaseUser | None) -> tu
         earlier = [h for h in history[row.image_id] if (h[0], h[1]) < (row.created_at, row.pk)]
         before[row.image_id] = max(earlier)[2] if earlier else State.UNSET
     TagAnnotation.objects.filter(pk__in=[r.pk for r in standing]).update(is_current=False)
-    save_id = uuid.uuid4()
-    TagAnnotation.objects.bulk_create(
-        [
-            TagAnnotation(
-                image_id=row.image_id,
-                tag=merge.target,
-                state=before[row.image_id],
-                action=TagAnnotation.Action.UNDO,
-                annotator=actor,
-                save_id=save_id,
-                is_current=True,
-                reverts=row,
-            )
-            for row in standing
-        ],
-        batch_size=2000,
+    _rows_add(
+        [(r.image_id, merge.target_id, before[r.image_id], r) for r in standing],
+        action=TagAnnotation.Action.UNDO,
+        actor=actor,
     )
     return len(standing), written.count() - len(standing)
 
@@ -148,21 +148,10 @@ def tag_split_write(*, split: ClassSplit, decided: dict[int, int], actor) -> int
     TagAnnotation.objects.filter(tag_id__in=targets, image_id__in=written, is_current=True).update(
         is_current=False
     )
-    save_id = uuid.uuid4()
-    TagAnnotation.objects.bulk_create(
-        [
-            TagAnnotation(
-                image_id=image_id,
-                tag_id=tag_id,
-                state=state,
-                action=TagAnnotation.Action.SPLIT,
-                annotator=actor,
-                save_id=save_id,
-                is_current=True,
-            )
-            for image_id, tag_id, state in writes
-        ],
-        batch_size=2000,
+    _rows_add(
+        [(image_id, tag_id, state, None) for image_id, tag_id, state in writes],
+        action=TagAnnotation.Action.SPLIT,
+        actor=actor,
     )
     Image.objects.filter(pk__in=undecided).update(needs_relabel=True)
     return len(undecided)

@@ -176,40 +176,42 @@ def label_class_merge_undo(*, merge: ClassMerge, actor: AbstractBaseUser | None)
     )
     kept = merge.moves.count() - len(moves)
     target = merge.target
-    if merge.target_created and not Image.objects.filter(label=target).exists():
-        target.is_active = False
-        target.save(update_fields=["is_active"])
+    _merge_undone(
+        merge,
+        actor,
+        retire=merge.target_created and not Image.objects.filter(label=target).exists(),
+        summary=f"Undid the merge into {target.name!r}: {len(moves)} labels restored"
+        + (f", {kept} relabeled since kept as they are." if kept else "."),
+        restored=len(moves),
+        kept=kept,
+    )
+    return len(moves)
+
+
+def _merge_undone(merge: ClassMerge, actor, *, retire: bool, summary: str, **counts) -> None:
+    """Record an undone merge: a target it created and that is unused now retired, the
+    merge marked undone, the taxonomy log written."""
+    if retire:
+        merge.target.is_active = False
+        merge.target.save(update_fields=["is_active"])
     merge.undone_at = timezone.now()
     merge.undone_by = actor
     merge.save(update_fields=["undone_at", "undone_by"])
-    _log(
-        merge.project,
-        actor,
-        TaxonomyChange.Kind.UNMERGE,
-        f"Undid the merge into {target.name!r}: {len(moves)} labels restored"
-        + (f", {kept} relabeled since kept as they are." if kept else "."),
-        {"merge": merge.pk, "restored": len(moves), "kept": kept},
-    )
-    return len(moves)
+    _log(merge.project, actor, TaxonomyChange.Kind.UNMERGE, summary, {"merge": merge.pk, **counts})
 
 
 def _tag_merge_undo(merge: ClassMerge, actor: AbstractBaseUser | None) -> int:
     restored, kept = tag_merge_revert(merge=merge, actor=actor)
     target = merge.target
-    if merge.target_created and not tag_merge_target_used(tag=target):
-        target.is_active = False
-        target.save(update_fields=["is_active"])
-    merge.undone_at = timezone.now()
-    merge.undone_by = actor
-    merge.save(update_fields=["undone_at", "undone_by"])
-    _log(
-        merge.project,
+    _merge_undone(
+        merge,
         actor,
-        TaxonomyChange.Kind.UNMERGE,
-        f"Undid the merge of tags into {target.name!r}: {restored} images' "
+        retire=merge.target_created and not tag_merge_target_used(tag=target),
+        summary=f"Undid the merge of tags into {target.name!r}: {restored} images' "
         f"{target.name!r} state restored"
         + (f", {kept} changed since kept as they are." if kept else "."),
-        {"merge": merge.pk, "restored": restored, "kept": kept},
+        restored=restored,
+        kept=kept,
     )
     return restored
 
