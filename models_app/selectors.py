@@ -246,18 +246,31 @@ def merge_hints(*, version: ModelVersion, limit: int = 3, min_rate: float = 0.1)
 def thin_classes(*, project: Project) -> list[ThinClass]:
     """Classes one labels with (active, and not the parent of active classes: their
     images are labeled with the children) holding fewer labels than a task of this
-    many classes needs."""
+    many classes needs; in a multi-label project, tags saved present on fewer images."""
     classes = list(
         LabelClass.objects.filter(project=project, is_active=True)
         .exclude(children__is_active=True)
         .distinct()
     )
     needed = labels_needed(len(classes))
-    counts = dict(
-        Image.objects.filter(project=project, label__in=classes, status=Image.Status.ACTIVE)
-        .values_list("label")
-        .annotate(n=Count("id"))
-    )
+    if project.kind == Project.Kind.MULTI:
+        # A tag's examples are the images it is saved present on (absent ones abound).
+        counts = dict(
+            TagAnnotation.objects.filter(
+                tag__in=classes,
+                is_current=True,
+                state=TagAnnotation.State.PRESENT,
+                image__status=Image.Status.ACTIVE,
+            )
+            .values_list("tag")
+            .annotate(n=Count("id"))
+        )
+    else:
+        counts = dict(
+            Image.objects.filter(project=project, label__in=classes, status=Image.Status.ACTIVE)
+            .values_list("label")
+            .annotate(n=Count("id"))
+        )
     return [
         ThinClass(c.name, counts.get(c.pk, 0), needed)
         for c in classes

@@ -287,8 +287,9 @@ def prediction_resolve(
     corrected, and `resolved_tags` and `tag_save_id` (the save's rows) are its
     provenance. An unknown or inactive tag id refuses it with nothing written.
 
-    Deciding again later saves again and keeps both in the image's history. One
-    transaction. Any member may call it.
+    Deciding again later saves again and keeps both in the image's history; but a
+    prediction made before another prediction of the same image was decided is refused
+    (it would overwrite that decision). One transaction. Any member may call it.
     """
     prediction = Prediction.objects.select_for_update().get(pk=prediction.pk)
     if prediction.status not in (
@@ -298,6 +299,22 @@ def prediction_resolve(
     ):
         raise ValidationError(
             {"detail": f"This prediction is {prediction.status}: nothing to confirm."}
+        )
+    newer = (
+        Prediction.objects.filter(
+            image_id=prediction.image_id, resolved_at__gt=prediction.created_at
+        )
+        .exclude(pk=prediction.pk)
+        .order_by("-resolved_at")
+        .first()
+    )
+    if newer is not None:
+        # Its answer is older than that decision: saving it would undo a person's word.
+        raise ValidationError(
+            {
+                "detail": f"This image was decided since this prediction was made (prediction "
+                f"#{newer.pk}, by {newer.resolved_by or 'someone'}): nothing saved."
+            }
         )
     if prediction.project.kind == Project.Kind.MULTI:
         if label_class is not None:

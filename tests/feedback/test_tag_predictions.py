@@ -147,6 +147,30 @@ def test_confirming_and_correcting_save_every_tag_with_provenance(
     assert saved_tags(third.image) == {bag.pk: "absent", legs.pk: "absent"}
 
 
+def test_an_older_prediction_of_an_image_cannot_overwrite_a_later_decision(
+    tag_trained, annotator, fashion
+):
+    project, tags, version = tag_trained
+    upload = fashion_uploads(fashion, ["Bag"], 1, skip=14)[0][0]
+    older = predict(project, annotator, [upload])[0]
+    upload.seek(0)
+    newer = predict(project, annotator, [upload])[0]
+    assert older.image_id == newer.image_id  # the same image, predicted twice
+    services.prediction_resolve(
+        prediction=newer, user=annotator, present=[tags["bag"].pk, tags["has legs"].pk]
+    )
+    with pytest.raises(
+        ValidationError, match=f"decided since this prediction was made .prediction #{newer.pk}"
+    ):
+        services.prediction_resolve(prediction=older, user=annotator)
+    older.refresh_from_db()
+    assert older.status == "predicted"
+    assert saved_tags(older.image)[tags["has legs"].pk] == "present"
+    # The newer one may still be decided again.
+    again = services.prediction_resolve(prediction=newer, user=annotator, present=[])
+    assert again.resolved_tags == []
+
+
 def test_unsure_tag_predictions_and_near_duplicates_that_disagree_join_the_queue(
     tag_trained, owner, annotator, fashion
 ):

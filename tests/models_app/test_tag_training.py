@@ -15,7 +15,7 @@ from django.test import Client
 from feedback import services as feedback_services
 from labeling import services as labeling_services
 from labeling.models import Image, Project
-from models_app import archive, services
+from models_app import archive, selectors, services
 from models_app.ml.multilabel import predict_tag_proba, tag_head_from_bytes
 from tests.factories import PASSWORD
 from tests.fashion import fashion_uploads, wait_for
@@ -96,6 +96,14 @@ def test_a_tag_version_learns_each_tag_and_ranks_the_untagged(tag_project, owner
     assert "test mean average precision" in page and 'id="tag-metrics"' in page
     for name in ("footwear", "bag", "has legs"):
         assert f"<td>{name}</td>" in page
+    # Advice counts a tag's images saved present (footwear: sneakers and sandals).
+    thin = {c.name: c.labels for c in selectors.thin_classes(project=tag_project)}
+    assert thin == {"bag": 14, "has legs": 14}
+    assert "bag needs more examples: saved present on 14 images" in page
+    # The grid says which images were tagged, not "unlabeled" for all.
+    grid = client.get(f"/projects/{tag_project.pk}/images/").content.decode()
+    assert ">tagged</span>" in grid and ">not tagged</span>" in grid
+    assert ">unlabeled</span>" not in grid
 
 
 def test_training_is_refused_until_a_tag_has_both_kinds_of_example(tag_project, owner, fashion):
