@@ -41,8 +41,9 @@ def confusion_svg(matrix: list[list[int]], names: list[str]) -> str:
     return _svg(figure)
 
 
-def learning_curve_svg(points: list[CurvePoint]) -> str:
-    """Accuracy against labels, a line per query strategy that chose the labels."""
+def learning_curve_svg(points: list[CurvePoint], measure: str = "test accuracy") -> str:
+    """Accuracy (or `measure`: a tag project's curve is of mean AP) against labels, a
+    line per query strategy that chose the labels."""
     figure, axes = plt.subplots(figsize=(5.5, 3.2))
     strategies = list(dict.fromkeys(p.strategy for p in points))
     for strategy in strategies:
@@ -62,7 +63,7 @@ def learning_curve_svg(points: list[CurvePoint]) -> str:
             fontsize=8,
         )
     axes.set_xlabel("labels")
-    axes.set_ylabel("test accuracy")
+    axes.set_ylabel(measure)
     axes.set_ylim(0, 1.02)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="lower right", title="labels chosen by", title_fontsize=7)

@@ -63,7 +63,8 @@ def _dashboard_context(request: HttpRequest, project, settings_form=None) -> dic
     context["thin_classes"] = selectors.thin_classes(project=project)
     points = selectors.learning_curve(project=project)
     if points:
-        context["curve_svg"] = charts.learning_curve_svg(points)
+        measure = "test mean AP" if project.kind == project.Kind.MULTI else "test accuracy"
+        context["curve_svg"] = charts.learning_curve_svg(points, measure)
     context["versions"] = selectors.model_version_list(project=project)[:50]
     if settings_form is None:
         settings_form = LearnerSettingsForm(instance=services.learner_settings(project=project))

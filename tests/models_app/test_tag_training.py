@@ -94,6 +94,7 @@ def test_a_tag_version_learns_each_tag_and_ranks_the_untagged(tag_project, owner
     client.login(username=owner.username, password=PASSWORD)
     page = client.get(f"/projects/{tag_project.pk}/model/").content.decode()
     assert "test mean average precision" in page and 'id="tag-metrics"' in page
+    assert "<th>test mean AP</th>" in page  # the versions table, not "test accuracy"
     for name in ("footwear", "bag", "has legs"):
         assert f"<td>{name}</td>" in page
     # Advice counts a tag's images saved present (footwear: sneakers and sandals).
