@@ -19,9 +19,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from labeling.models import Image, LabelClass, Project, TagAnnotation
-from labeling.services.annotations import split_for
 from labeling.services.projects import project_require_kind
-from labeling.services.tags import _current, _tags, _write
+from labeling.services.tags import _current, _mark_tagged, _tags, _write
 
 State = TagAnnotation.State
 Action = TagAnnotation.Action
@@ -262,15 +261,7 @@ def _apply(image: Image, row: _Row, tags: list[LabelClass], user, result: TagImp
     result.changed += bool(states)
     if complete and not image.tagged:
         result.tagged += 1
-        image.tagged = True
-        image.needs_relabel = False
-        image.reserved_by = None
-        image.reserved_until = None
-        if image.split == Image.Split.UNASSIGNED:
-            image.split = split_for(image=image)
-        image.save(
-            update_fields=["tagged", "needs_relabel", "reserved_by", "reserved_until", "split"]
-        )
+        _mark_tagged(image)
 
 
 @transaction.atomic

@@ -105,14 +105,21 @@ def image_tags_set(
     rows = _write(
         image=image, states=states, annotator=annotator, current=current, action=Action.SAVE
     )
+    _mark_tagged(image)
+    return rows
+
+
+def _mark_tagged(image: Image) -> None:
+    """A full save of its tags is in force: the image counts as labeled, joins its split
+    and leaves the queue (a reservation, or a re-tag after a split left its kind
+    undecided). Callers hold the image's lock."""
     image.tagged = True
-    image.needs_relabel = False  # tagged again after a split left its kind undecided
+    image.needs_relabel = False
     image.reserved_by = None
     image.reserved_until = None
     if image.split == Image.Split.UNASSIGNED:
         image.split = split_for(image=image)
     image.save(update_fields=["tagged", "needs_relabel", "reserved_by", "reserved_until", "split"])
-    return rows
 
 
 @transaction.atomic
