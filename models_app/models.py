@@ -160,3 +160,47 @@ class ModelVersion(models.Model):
     def mean_ap(self) -> float | None:
         """A multi-label version's mean average precision over its tags on the test split."""
         return (self.metrics.get("test") or {}).get("map")
+
+
+class ModelExport(models.Model):
+    """A version built for use outside the app: one ONNX graph from image to
+    probabilities, the same as TorchScript, and the JSON a caller needs (input size,
+    normalisation, classes, temperature, thresholds, metrics). Built by a worker; the
+    files live in the default storage beside the version's artifact."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Building"
+        SUCCEEDED = "succeeded", "Ready"
+        FAILED = "failed", "Failed"
+
+    PENDING = PENDING_STATUSES
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="export")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    progress = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    onnx_file = models.CharField(max_length=300, blank=True)
+    torchscript_file = models.CharField(max_length=300, blank=True)
+    manifest_file = models.CharField(max_length=300, blank=True)
+    # The JSON written beside the model, kept here for the API and the dashboard.
+    manifest = models.JSONField(default=dict, blank=True)
+    onnx_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    torchscript_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"export of {self.version} ({self.status})"
+
+    @property
+    def task_name(self) -> str:
+        return f"export {self.version.project_id} v{self.version.number}"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status in PENDING_STATUSES

@@ -9,15 +9,10 @@ from pathlib import Path
 import timm
 import torch
 
+# Defined beside the preprocessing it configures, which needs no torch.
+from models_app.ml.preprocess import InputConfig
+
 DEFAULT_BACKBONE = "efficientnet_lite0"
-
-
-@dataclass(frozen=True)
-class InputConfig:
-    size: int
-    crop_pct: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
 
 
 @dataclass

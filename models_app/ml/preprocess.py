@@ -1,7 +1,13 @@
-"""The one preprocessing function, shared by embedding, training and inference."""
+"""The one preprocessing function, shared by embedding, training, inference and the
+standalone predictor of exported models (`models_app.predictor`).
+
+Pillow and numpy only: neither torch nor Django, so a machine that runs an exported
+model with onnxruntime prepares its images by this very code, not by a copy of it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -9,7 +15,17 @@ import numpy as np
 from PIL import Image
 
 from labeling.decoding import open_rgb
-from models_app.ml.backbone import InputConfig
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """What a backbone expects: the square side, the share of the resized short side
+    the centre crop keeps, and the per-channel mean and std of the normalisation."""
+
+    size: int
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
 
 def preprocess(source: str | Path | BinaryIO, config: InputConfig) -> np.ndarray:
