@@ -14,7 +14,7 @@ from labeling import access
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
 from labeling.models import ClassSplit, LabelClass
-from models_app import archive, charts, selectors, services
+from models_app import archive, charts, export_views, selectors, services
 from models_app.api.views import export_response
 from models_app.models import LearnerSettings, ModelVersion
 
@@ -60,6 +60,8 @@ def _dashboard_context(request: HttpRequest, project, settings_form=None) -> dic
         context["binary"] = binary
         if binary.curves:
             context["binary_svg"] = charts.binary_curves_svg(binary.curves, binary.positive)
+    if active:
+        context.update(export_views.export_context(request, active))
     context["thin_classes"] = selectors.thin_classes(project=project)
     points = selectors.learning_curve(project=project)
     if points:

@@ -48,6 +48,8 @@ def victim(owner, classes, images, project):
         "split_id": split.pk,
         "prediction_id": prediction.pk,
         "step": "finish",
+        "number": version.number,
+        "kind": "onnx",
     }
 
 

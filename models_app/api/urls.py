@@ -1,6 +1,6 @@
 from django.urls import path
 
-from models_app.api import views
+from models_app.api import exports, views
 
 urlpatterns = [
     path(
@@ -9,6 +9,16 @@ urlpatterns = [
         name="model-version-list",
     ),
     path("projects/<int:project_id>/model/retrain/", views.RetrainApi.as_view(), name="retrain"),
+    path(
+        "projects/<int:project_id>/model/versions/<int:number>/export/",
+        exports.ModelExportApi.as_view(),
+        name="model-export",
+    ),
+    path(
+        "projects/<int:project_id>/model/versions/<int:number>/export/<slug:kind>/",
+        exports.ModelExportFileApi.as_view(),
+        name="model-export-file",
+    ),
     path("projects/import/", views.ProjectImportApi.as_view(), name="project-import"),
     path(
         "projects/<int:project_id>/export/", views.ProjectExportApi.as_view(), name="project-export"

@@ -17,9 +17,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from labeling import access
 from models_app.models import ModelExport, ModelVersion
 from models_app.selectors import backbone_key
 
@@ -29,6 +31,18 @@ EXPORT_FILES = {
     "json": ("manifest_file", ".json", "application/json"),
     "torchscript": ("torchscript_file", ".torchscript.pt", "application/octet-stream"),
 }
+
+
+def model_version_access(
+    *, user: AbstractBaseUser, project_id: int, number: int, roles=access.ANY_MEMBER
+) -> ModelVersion:
+    """Version `number` of a project `user` may reach with `roles` (404 outside the
+    project or for no such version, 403 for a role too low)."""
+    project = access.project_access(user=user, project_id=project_id, roles=roles)
+    version = ModelVersion.objects.filter(project=project, number=number).first()
+    if version is None:
+        raise Http404("No such model version.")
+    return version
 
 
 def export_blocker(*, version: ModelVersion) -> str | None:
