@@ -198,6 +198,15 @@ FEEDBACK = {
     "REVIEW_FOLDS": env_int("FEEDBACK_REVIEW_FOLDS", 5, minimum=2),
 }
 
+# Webhooks (docs/webhooks.md): each delivery is tried up to MAX_ATTEMPTS times by the
+# worker, waiting BACKOFF_SECONDS, then twice as long after each failure (at most an
+# hour); a receiver that has not answered within TIMEOUT_SECONDS has failed that try.
+WEBHOOKS = {
+    "TIMEOUT_SECONDS": env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=120.0),
+    "MAX_ATTEMPTS": env_int("WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+    "BACKOFF_SECONDS": env_float("WEBHOOK_BACKOFF_SECONDS", 30.0, minimum=0.0, maximum=3600.0),
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous call gets 401 with a WWW-Authenticate header.

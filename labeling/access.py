@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from labeling.models import Image, LabelClass, Membership, Project
+from labeling.models import Image, LabelClass, Membership, Project, Webhook
 
 Role = Membership.Role
 ANY_MEMBER = (Role.OWNER, Role.REVIEWER, Role.ANNOTATOR)
@@ -75,3 +75,12 @@ def membership_access(*, user: AbstractBaseUser, project_id: int, membership_id:
     if membership is None:
         raise Http404("No such member.")
     return membership
+
+
+def webhook_access(*, user: AbstractBaseUser, project_id: int, webhook_id: int) -> Webhook:
+    """A webhook of the project, for its owners only (it holds a signing secret)."""
+    project = project_access(user=user, project_id=project_id, roles=OWNERS)
+    webhook = Webhook.objects.filter(project=project, pk=webhook_id).first()
+    if webhook is None:
+        raise Http404("No such webhook.")
+    return webhook

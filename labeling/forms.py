@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import forms
 
-from labeling.models import Membership, Project
+from labeling.models import Membership, Project, Webhook
 
 COLOUR = r"^#[0-9a-fA-F]{6}$"
 NAME_MESSAGES = {
@@ -159,3 +159,31 @@ class SplitStartForm(forms.Form):
 def error_messages(form: forms.Form) -> list[str]:
     """Every message of a form, field ones first, without the field names."""
     return [message for errors in form.errors.values() for message in errors]
+
+
+class WebhookForm(forms.Form):
+    # A text input, not type=url: the server's message ("starts with http:// or
+    # https://") says more than the browser's, and the API gets the same one.
+    url = forms.CharField(
+        label="URL",
+        max_length=2000,
+        widget=forms.TextInput(attrs={"inputmode": "url", "placeholder": "https://"}),
+        error_messages={
+            "required": "Give the URL the events are sent to.",
+            "max_length": "Keep the URL under 2,000 characters.",
+        },
+    )
+    events = forms.MultipleChoiceField(
+        choices=Webhook.Event.choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={
+            "required": "Choose at least one event to send.",
+            "invalid_choice": "Choose events from the list.",
+        },
+    )
+    is_active = forms.BooleanField(label="Active", required=False, initial=True)
+    description = forms.CharField(max_length=200, required=False)
+
+
+class WebhookEditForm(WebhookForm):
+    rotate_secret = forms.BooleanField(label="Make a new secret", required=False)

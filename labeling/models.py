@@ -474,3 +474,12 @@ class SplitAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"image {self.image_id} -> {self.label_class_id} ({self.kind})"
+
+
+# Webhooks live in their own module; imported here so Django finds them in this app.
+from labeling.models_webhooks import (  # noqa: E402, F401
+    LabelMilestone,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+)

@@ -22,6 +22,8 @@ from labeling.models import (
     SplitAssignment,
     TagAnnotation,
     TaxonomyChange,
+    Webhook,
+    WebhookDelivery,
 )
 
 
@@ -195,3 +197,15 @@ def queue_order(*, project: Project) -> QueueOrder:
         "Images are served in random order until they are embedded and ranked "
         "(a minute or two after an upload).",
     )
+
+
+def webhook_list(*, project: Project) -> QuerySet[Webhook]:
+    return Webhook.objects.filter(project=project).order_by("id")
+
+
+def webhook_deliveries(*, project: Project, webhook: Webhook | None = None):
+    """A project's webhook deliveries, newest first, each with its attempts."""
+    rows = WebhookDelivery.objects.filter(webhook__project=project)
+    if webhook is not None:
+        rows = rows.filter(webhook=webhook)
+    return rows.select_related("webhook").prefetch_related("attempt_log")

@@ -40,6 +40,22 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/tags/export/", views.tags_export, name="tags-export"),
     path("projects/<int:project_id>/tags/import/", views.tags_import, name="tags-import"),
+    path("projects/<int:project_id>/webhooks/", views.webhooks_page, name="webhooks"),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/",
+        views.webhook_update,
+        name="webhook-update",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/delete/",
+        views.webhook_delete,
+        name="webhook-delete",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/ping/",
+        views.webhook_ping,
+        name="webhook-ping",
+    ),
     path("projects/<int:project_id>/images/", views.image_grid, name="grid"),
     path("projects/<int:project_id>/images/assign/", views.grid_assign, name="grid-assign"),
     path(

@@ -39,6 +39,9 @@ def victim(owner, classes, images, project):
         project=project, number=1, trigger="api", status="failed", backbone="x"
     )
     prediction = Prediction.objects.create(project=project, image=images[1], model_version=version)
+    webhook = services.webhook_create(
+        project=project, url="http://127.0.0.1:9/hook", events=["labels.milestone"], user=owner
+    )
     return {
         "project_id": project.pk,
         "image_id": images[0].pk,
@@ -47,6 +50,7 @@ def victim(owner, classes, images, project):
         "merge_id": merge.pk,
         "split_id": split.pk,
         "prediction_id": prediction.pk,
+        "webhook_id": webhook.pk,
         "step": "finish",
         "number": version.number,
         "kind": "onnx",

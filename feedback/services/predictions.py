@@ -24,7 +24,7 @@ from feedback.models import Prediction
 from feedback.services.options import feedback_settings
 from feedback.services.tags import tag_states
 from labeling import services as labeling_services
-from labeling.models import Image, LabelClass, Project, TagAnnotation
+from labeling.models import Image, LabelClass, Project, TagAnnotation, Webhook
 from labeling.services import FileResult, Upload
 from models_app import services as learner
 
@@ -201,9 +201,32 @@ def _store(
             rows, [*fields, "confidence", "model_version", "status", "uncertain_reason"]
         )
         labeling_services.images_queue_add(project=project, image_ids=uncertain)
+        for row in rows:
+            if row.uncertain_reason:
+                _uncertain_announce(project, row)
     if uncertain:
         learner.queue_rerank(project=project)
     return len(rows)
+
+
+def _uncertain_announce(project: Project, row: Prediction) -> None:
+    """Tell the project's webhooks of an uncertain prediction, once per prediction."""
+    labeling_services.webhook_event_emit(
+        project=project,
+        event=Webhook.Event.PREDICTION_UNCERTAIN,
+        key=f"prediction:{row.pk}",
+        data={
+            "prediction": {
+                "id": row.pk,
+                "image": row.image_id,
+                "model_version": row.model_version.number,
+                "confidence": row.confidence,
+                "predicted_class": row.predicted_class_id,
+                "predicted_tags": row.predicted_tags,
+                "reason": row.uncertain_reason,
+            }
+        },
+    )
 
 
 def _tag_conflicts(

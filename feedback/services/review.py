@@ -24,7 +24,7 @@ from feedback.models import (
 )
 from feedback.services.tags import tag_states, tag_states_text
 from labeling import services as labeling_services
-from labeling.models import Image, LabelClass, Project, TagAnnotation
+from labeling.models import Image, LabelClass, Project, TagAnnotation, Webhook
 from models_app import services as learner
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,27 @@ def review_scan_run(*, scan_id: int) -> ReviewScan:
             status=ReviewScan.Status.FAILED, error=message, finished_at=timezone.now()
         )
     scan.refresh_from_db()
+    _scan_finished(scan)
     return scan
+
+
+def _scan_finished(scan: ReviewScan) -> None:
+    """Tell the project's webhooks that the scan finished, once per scan."""
+    labeling_services.webhook_event_emit(
+        project=scan.project,
+        event=Webhook.Event.REVIEW_SCAN_FINISHED,
+        key=f"review_scan:{scan.pk}",
+        data={
+            "review_scan": {
+                "id": scan.pk,
+                "status": scan.status,
+                "labeled": scan.labeled,
+                "issues": scan.issues,
+                "duplicate_pairs": scan.duplicate_pairs,
+                "error": scan.error,
+            }
+        },
+    )
 
 
 def _scan(scan: ReviewScan) -> None:

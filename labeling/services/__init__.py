@@ -1,8 +1,8 @@
 """Writes to the dataset, one module per domain: projects (and members), classes,
 images (ingest), annotations (labels, undo, review decisions, the learner's
 suggestions), tags (multi-label projects: each tag's state per image), taxonomy (merge
-and split) and the queue. Each function is one transaction unless its docstring says
-why not; the public names are importable from here.
+and split), the queue, and webhooks. Each function is one transaction unless its
+docstring says why not; the public names are importable from here.
 
 Callers (views, API views, admin actions, commands, tasks) check access first with
 `labeling.access`; these functions trust that the actor may do what is asked.
@@ -67,6 +67,15 @@ from labeling.services.taxonomy import (
     split_assign,
     split_suggestions_write,
 )
+from labeling.services.webhooks import (
+    label_milestones_check,
+    webhook_create,
+    webhook_delete,
+    webhook_delivery_attempt,
+    webhook_event_emit,
+    webhook_ping,
+    webhook_update,
+)
 
 __all__ = [
     "CLASS_COLOURS",
@@ -110,4 +119,11 @@ __all__ = [
     "split_for",
     "split_suggestions_write",
     "upload_limits",
+    "label_milestones_check",
+    "webhook_create",
+    "webhook_delete",
+    "webhook_delivery_attempt",
+    "webhook_event_emit",
+    "webhook_ping",
+    "webhook_update",
 ]

@@ -20,6 +20,7 @@ from labeling.models import (
 )
 from labeling.services.projects import project_require_kind
 from labeling.services.queue import reservation_length
+from labeling.services.webhooks import labels_added
 
 
 @transaction.atomic
@@ -53,6 +54,7 @@ def annotation_create(
         annotation = Annotation.objects.create(
             image=image, label_class=label_class, annotator=annotator, is_current=True
         )
+    was_unlabeled = image.label_id is None
     image.label = label_class
     image.reserved_by = None
     image.reserved_until = None
@@ -60,6 +62,8 @@ def annotation_create(
     if image.split == Image.Split.UNASSIGNED:
         image.split = split_for(image=image)
     image.save(update_fields=["label", "reserved_by", "reserved_until", "split", "needs_relabel"])
+    if was_unlabeled:
+        labels_added(project_id=image.project_id)
     return annotation
 
 

@@ -17,6 +17,7 @@ from labeling.models import Image, LabelClass, Project, TagAnnotation
 from labeling.services.annotations import annotation_undo_last, split_for
 from labeling.services.projects import project_require_kind
 from labeling.services.queue import reservation_length
+from labeling.services.webhooks import labels_added
 
 State = TagAnnotation.State
 Action = TagAnnotation.Action
@@ -113,6 +114,7 @@ def _mark_tagged(image: Image) -> None:
     """A full save of its tags is in force: the image counts as labeled, joins its split
     and leaves the queue (a reservation, or a re-tag after a split left its kind
     undecided). Callers hold the image's lock."""
+    was_untagged = not image.tagged
     image.tagged = True
     image.needs_relabel = False
     image.reserved_by = None
@@ -120,6 +122,8 @@ def _mark_tagged(image: Image) -> None:
     if image.split == Image.Split.UNASSIGNED:
         image.split = split_for(image=image)
     image.save(update_fields=["tagged", "needs_relabel", "reserved_by", "reserved_until", "split"])
+    if was_untagged:
+        labels_added(project_id=image.project_id)
 
 
 @transaction.atomic

@@ -29,6 +29,7 @@ from labeling.views.taxonomy import (
     split_start,
     taxonomy_history,
 )
+from labeling.views.webhooks import webhook_delete, webhook_ping, webhook_update, webhooks_page
 
 __all__ = [
     "class_update",
@@ -55,4 +56,8 @@ __all__ = [
     "tags_export",
     "tags_import",
     "taxonomy_history",
+    "webhook_delete",
+    "webhook_ping",
+    "webhook_update",
+    "webhooks_page",
 ]
