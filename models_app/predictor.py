@@ -159,7 +159,7 @@ class ExportedModel:
         for path in files:
             name = str(path.relative_to(root)) if root else str(path)
             try:
-                arrays.append(preprocess(path, self.manifest.input))
+                arrays.append(prepare(path, self.manifest))
             except DECODE_ERRORS as error:
                 skipped.append(Skipped(name, f"not a readable image: {error}"))
                 continue
@@ -168,6 +168,12 @@ class ExportedModel:
                 flush()
         flush()
         return done, skipped
+
+
+def prepare(path: Path, manifest: Manifest) -> np.ndarray:
+    """The model's input for one image file: the app's own preprocessing, configured by
+    the model's JSON. Raises one of DECODE_ERRORS for a file that does not decode."""
+    return preprocess(path, manifest.input)
 
 
 def image_files(folder: Path) -> list[Path]:

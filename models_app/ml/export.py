@@ -11,7 +11,9 @@ fine-tuned version is the network the app scores image files with, already whole
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -98,13 +100,28 @@ def _example(size: int) -> torch.Tensor:
     return torch.zeros((2, 3, size, size), dtype=torch.float32)
 
 
+@contextlib.contextmanager
+def _quiet(*names: str):
+    """The exporter's libraries log every optimisation pass at INFO: hundreds of lines
+    in a worker's log for one export."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def to_onnx(network: nn.Module, size: int) -> bytes:
     """The network as one self-contained ONNX model (weights inside), any batch size.
 
     Through torch.export (`dynamo=True`), the exporter torch maintains; the older
     TorchScript-based one warns that it will be removed."""
     batch = torch.export.Dim("batch", min=1, max=65536)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet("onnx_ir", "onnxscript", "torch.onnx"):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             network,

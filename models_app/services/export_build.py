@@ -32,7 +32,7 @@ from models_app.ml.export import (
 from models_app.ml.finetune import finetuned_from_bytes
 from models_app.ml.head import head_from_bytes
 from models_app.ml.multilabel import tag_head_from_bytes
-from models_app.ml.preprocess import preprocess
+from models_app.ml.preprocess import InputConfig, preprocess
 from models_app.models import Embedding, ModelExport, ModelVersion
 from models_app.selectors import backbone_key, class_names
 from models_app.services.embeddings import image_sources
@@ -197,7 +197,6 @@ def manifest_of(
     multi = version.is_multi_label
     names = class_names(version=version)
     metrics = version.metrics
-    config = backbone.input
     return {
         "format": MANIFEST_FORMAT,
         "format_version": 1,
@@ -208,21 +207,7 @@ def manifest_of(
         "backbone": version.backbone,
         "trained_at": version.finished_at.isoformat() if version.finished_at else None,
         "labels_total": version.labels_total,
-        "input": {
-            "name": INPUT_NAME,
-            "shape": ["batch", 3, config.size, config.size],
-            "dtype": "float32",
-            "size": config.size,
-            "crop_pct": config.crop_pct,
-            "mean": list(config.mean),
-            "std": list(config.std),
-            "resize": (
-                f"decode ({DECODING}); resize the short side to round(size / crop_pct) = "
-                f"{round(config.size / config.crop_pct)} px (bicubic), crop the centre "
-                f"{config.size}x{config.size}, scale to 0..1, subtract mean, divide by std, "
-                "channels first"
-            ),
-        },
+        "input": manifest_input(backbone.input),
         "output": {
             "name": OUTPUT_NAME,
             "shape": ["batch", len(names)],
@@ -258,3 +243,23 @@ def _metrics_summary(version: ModelVersion, names: list[str]) -> dict:
         }
     keep = ("n", "accuracy", "accuracy_ci", "macro_f1", "macro_f1_ci", "ece")
     return {"split": "test", **{k: test.get(k) for k in keep}}
+
+
+def manifest_input(config: InputConfig) -> dict:
+    """The JSON's "input": what the graph takes and how an image becomes it (the
+    predictor rebuilds its `InputConfig` from this)."""
+    return {
+        "name": INPUT_NAME,
+        "shape": ["batch", 3, config.size, config.size],
+        "dtype": "float32",
+        "size": config.size,
+        "crop_pct": config.crop_pct,
+        "mean": list(config.mean),
+        "std": list(config.std),
+        "resize": (
+            f"decode ({DECODING}); resize the short side to round(size / crop_pct) = "
+            f"{round(config.size / config.crop_pct)} px (bicubic), crop the centre "
+            f"{config.size}x{config.size}, scale to 0..1, subtract mean, divide by std, "
+            "channels first"
+        ),
+    }

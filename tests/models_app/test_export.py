@@ -19,7 +19,7 @@ from labeling.models import Image
 from models_app import services
 from models_app.ml.preprocess import preprocess
 from models_app.models import ModelExport, ModelVersion
-from models_app.predictor import ExportedModel
+from models_app.predictor import ExportedModel, records
 from models_app.services.export_build import model_export_build
 from models_app.services.exports import export_file_name, export_file_open, model_export_request
 from tests.fashion import labeled_project
@@ -135,8 +135,18 @@ def test_a_tag_export_gives_the_apps_probabilities_per_tag(
     onnx = np.stack([p.proba for p in done])
     assert onnx.shape == (len(ids), 3)
     assert np.abs(onnx - app).max() < 1e-4
-    # Independent sigmoids: rows need not sum to one, and the sneakers say footwear.
+    # Independent sigmoids: rows need not sum to one. What the predictor writes for an
+    # image is the tags at or above their thresholds, as the app decides them.
     assert not np.allclose(onnx.sum(axis=1), 1.0)
+    thresholds = np.asarray(version.metrics["thresholds"])
+    rows = records(model.manifest, done, top_k=2)
+    names = [c["name"] for c in manifest["classes"]]
+    for row, proba in zip(rows, app, strict=True):
+        assert [t["tag"] for t in row["tags"]] == [
+            names[j] for j in np.argsort(-proba) if proba[j] >= thresholds[j]
+        ]
+        assert row["probabilities"]["bag"] == pytest.approx(proba[1], abs=1e-4)
+    assert sum([t["tag"] for t in row["tags"]] == ["footwear"] for row in rows) >= 20
     script = torchscript_proba(ts_path, files, model.manifest.input)
     assert np.abs(script - app).max() < 1e-4
 
