@@ -147,6 +147,23 @@ def test_skip_releases_the_image(project, images, annotator, reviewer):
     assert services.queue_reserve(project=project, user=reviewer, count=1) == [held]
 
 
+def test_skip_releases_that_image_only_and_only_for_its_holder(
+    project, images, annotator, reviewer
+):
+    first, second = services.queue_reserve(project=project, user=annotator, count=2)
+    [theirs] = services.queue_reserve(project=project, user=reviewer, count=1)
+    services.queue_release(image=theirs, user=annotator)  # not annotator's to give back
+    services.queue_release(image=first, user=annotator)
+
+    def holder(image):
+        image.refresh_from_db()
+        return image.reserved_by, image.reserved_until is not None
+
+    assert holder(first) == (None, False)
+    assert holder(second) == (annotator, True)
+    assert holder(theirs) == (reviewer, True)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_callers_never_receive_the_same_image(project, owner):
     assert connection.vendor == "postgresql", "this test is about PostgreSQL's row locks"

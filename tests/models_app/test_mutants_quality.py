@@ -38,6 +38,9 @@ def test_nearest_is_the_most_similar_row_by_cosine():
     ]
     assert similarity == pytest.approx(expected, abs=1e-6)
     assert similarity.dtype == np.float32
+    # Rows shorter than 1 are compared by direction too, not by length.
+    best, similarity = nearest(np.array([[1.0, 0.0]]), np.array([[0.1, 0.0], [0.6, 0.6]]))
+    assert (best.tolist(), similarity.tolist()) == ([0], [pytest.approx(1.0)])
     best, similarity = nearest(queries, np.zeros((0, 2)))
     assert best.tolist() == [-1, -1, -1]
     assert similarity.tolist() == [0.0, 0.0, 0.0]
@@ -81,6 +84,16 @@ def test_a_confidently_contradicted_label_is_an_issue_and_agreeing_ones_are_not(
     assert result.is_issue.dtype == bool
     assert result.is_issue.tolist() == [False] * 20 + [True]
     assert result.suggested[-1] == 1
+
+
+def test_an_issue_is_a_label_its_own_row_disputes():
+    # The largest probability of all sits in row 0, column 0: a label 0 disputed in
+    # another row is still an issue (the dispute is read row by row).
+    y = np.array([0] * 11 + [1] * 10 + [0])
+    proba = np.array(
+        [[0.99, 0.01]] + [[0.9, 0.1]] * 10 + [[0.1, 0.9]] * 10 + [[0.05, 0.95]], dtype=np.float32
+    )
+    assert label_quality(y, proba).is_issue.tolist() == [False] * 21 + [True]
 
 
 def test_one_class_in_use_has_no_issues():
