@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from models_app.ml.strategies import (
     STRATEGIES,
@@ -217,6 +218,21 @@ def test_kmeans_clips_the_number_of_clusters():
     assert len(set().union(*groups)) == 3
     assert len(set(_kmeans(x[:2], 10, seed=0).tolist())) == 2
     assert set(_kmeans(x, 0, seed=0).tolist()) == {0}
+
+
+@pytest.mark.parametrize(
+    "rows, kind, options",
+    [
+        (5000, KMeans, {"n_init": 3}),
+        (5001, MiniBatchKMeans, {"batch_size": 4096, "n_init": 3}),
+    ],
+)
+def test_over_5000_points_the_clustering_is_minibatch_k_means(rows, kind, options):
+    # Uniform noise has no clusters to find: any other setting, seed or method gives
+    # other groups.
+    x = np.random.default_rng(1).random((rows, 2)).astype(np.float32)
+    expected = kind(n_clusters=12, random_state=7, **options).fit_predict(x)
+    assert _kmeans(x, 12, seed=7).tolist() == expected.tolist()
 
 
 def test_cluster_margin_takes_the_uncertain_round_robin_across_groups():
