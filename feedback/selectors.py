@@ -19,6 +19,7 @@ from feedback.models import (
     TagReview,
     TagSuspect,
 )
+from feedback.monitoring import Monitoring, monitoring_report  # noqa: F401 - reads, listed here
 from labeling.models import Annotation, Image, LabelClass, Project, TagAnnotation
 from models_app import selectors as learner_selectors
 from models_app.models import ModelVersion

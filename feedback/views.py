@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from feedback import selectors, services
+from feedback import charts, selectors, services
 from feedback.access import prediction_access
 from labeling import access
 from labeling import selectors as labeling_selectors
@@ -53,7 +55,13 @@ def _tag_from(request: HttpRequest, project: Project) -> LabelClass | None:
 
 
 def _predict_context(request: HttpRequest, project: Project, **extra) -> dict:
+    # Computed only where the template shows them (the whole page, not a card's partial).
+    report = functools.cache(lambda: selectors.monitoring_report(project=project))
     return {
+        "monitoring": report,
+        "monitoring_chart": functools.cache(
+            lambda: charts.monitoring_svg(report()) if report().weeks else ""
+        ),
         "project": project,
         "role": access.role_of(user=request.user, project=project),
         "classes": labeling_selectors.label_class_list(project=project, active_only=True),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from feedback.api import views
+from feedback.api import monitoring, views
 
 P = "projects/<int:project_id>"
 
@@ -22,6 +22,7 @@ urlpatterns = [
         name="feedback-settings",
     ),
     path(f"{P}/progress/", views.ProgressApi.as_view(), name="project-progress"),
+    path(f"{P}/monitoring/", monitoring.MonitoringApi.as_view(), name="monitoring"),
     path(f"{P}/review/mistakes/", views.MistakeListApi.as_view(), name="mistake-list"),
     path(f"{P}/review/scan/", views.ReviewScanApi.as_view(), name="review-scan"),
     path(
