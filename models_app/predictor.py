@@ -228,10 +228,13 @@ def records(manifest: Manifest, predictions: list[Prediction], top_k: int) -> li
     return out
 
 
-def write_json(path: Path, manifest: Manifest, rows: list[dict], skipped: list[Skipped]) -> None:
+def write_json(
+    path: Path, manifest: Manifest, rows: list[dict], skipped: list[Skipped], seconds: float
+) -> None:
     report = {
         "version": manifest.version,
         "kind": manifest.kind,
+        "seconds": round(seconds, 3),
         "predictions": rows,
         "skipped": [{"file": s.file, "error": s.error} for s in skipped],
     }
@@ -289,9 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s in skipped:
         print(f"skipped {s.file}: {s.error}", file=sys.stderr)
     rows = records(model.manifest, predictions, args.top_k)
-    writer = write_json if args.out.suffix.lower() == ".json" else write_csv
-    writer(args.out, model.manifest, rows, skipped)
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started  # the model loaded, every image predicted
+    if args.out.suffix.lower() == ".json":
+        write_json(args.out, model.manifest, rows, skipped, seconds)
+    else:
+        write_csv(args.out, model.manifest, rows, skipped)
     print(
         f"{len(predictions)} image(s) predicted, {len(skipped)} skipped, in {seconds:.1f} s: "
         f"{args.out}",
