@@ -17,10 +17,12 @@ from django.core.files.storage import default_storage
 
 from labeling.models import Image
 from models_app import services
+from models_app.ml.export import network_proba, single_label_network
+from models_app.ml.finetune import finetuned_from_bytes
 from models_app.ml.preprocess import preprocess
-from models_app.models import ModelExport, ModelVersion
+from models_app.models import LearnerSettings, ModelExport, ModelVersion
 from models_app.predictor import ExportedModel, records
-from models_app.services.export_build import model_export_build
+from models_app.services.export_build import export_backbone, model_export_build
 from models_app.services.exports import export_file_name, export_file_open, model_export_request
 from tests.fashion import labeled_project
 from tests.models_app.test_tag_training import tag_project, tagged_images  # noqa: F401
@@ -182,3 +184,34 @@ def test_a_version_that_did_not_train_is_refused_at_once(single_label, project, 
     with pytest.raises(ValidationError, match="only a trained version can be exported"):
         model_export_request(version=failed, user=owner)
     assert not ModelExport.objects.filter(version=failed).exists()
+
+
+def test_a_fine_tuned_export_is_the_fine_tuned_network(project, owner, fashion, tmp_path):
+    labeled_project(project, owner, fashion, ["Trouser", "Bag"], per_class=8)
+    LearnerSettings.objects.create(project=project, fine_tune=True, fine_tune_epochs=1)
+    version = train(project, owner)
+    assert version.fine_tuned
+    export = build(version, owner)
+    assert export.manifest["fine_tuned"] is True
+    model_path = saved(export, "onnx", tmp_path)
+    saved(export, "json", tmp_path)
+    ts_path = saved(export, "torchscript", tmp_path)
+    ids = images_folder(project, tmp_path / "images")
+    # The app scores a fine-tuned version's images through its network, from the files.
+    app = services.active_model(project=project).proba(ids)
+    model = ExportedModel(model_path)
+    files = sorted((tmp_path / "images").iterdir())
+    done, _ = model.predict_files(files)
+    onnx = np.stack([p.proba for p in done])
+    assert np.abs(onnx - app).max() < 1e-4
+    # Not the probe: the backbone's tuned weights are in the graph.
+    probe = single_label_network(export_backbone(), finetuned_from_bytes(artifact(version))[1])
+    batch = np.stack([preprocess(f, model.manifest.input) for f in files])
+    assert np.abs(network_proba(probe, batch) - app).max() > 1e-3
+    script = torchscript_proba(ts_path, files, model.manifest.input)
+    assert np.abs(script - app).max() < 1e-4
+
+
+def artifact(version) -> bytes:
+    with default_storage.open(version.artifact, "rb") as f:
+        return f.read()

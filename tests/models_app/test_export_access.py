@@ -103,7 +103,7 @@ def test_the_dashboard_offers_the_build_to_curators_and_shows_it_building(
     panel = owner_client.post(build, HTTP_HX_REQUEST="true")
     assert panel.status_code == 200
     text = panel.content.decode()
-    assert "Building the export of v1: queued" in text and "every 2s" in text
+    assert "Building the export of v1: waiting for the worker" in text and "every 2s" in text
     assert 'id="export-build"' not in text
     status = log_in(annotator).get(build + "status/").content.decode()
     assert "Building the export of v1" in status
