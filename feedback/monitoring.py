@@ -31,11 +31,12 @@ rule 3 only.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 import numpy as np
+from django.db.models import Avg, Count, Q, StdDev
+from django.db.models.functions import Mod, TruncWeek
 from django.utils import timezone
 
 from feedback.models import Prediction
@@ -46,6 +47,7 @@ from models_app.models import ModelVersion
 WEEKS = 12
 FEW = 30
 BINS = 10
+PERCENTILE_SAMPLE = 20_000
 # The same interval as models_app/ml/metrics.py's wilson_interval, which this layer may
 # not import (it would load scikit-learn into the web process).
 Z_95 = 1.959963984540054
@@ -61,14 +63,13 @@ def wilson(successes: int, n: int) -> tuple[float, float] | None:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def mean_interval(values: np.ndarray) -> tuple[float, float] | None:
-    """A 95% normal interval of the mean: confidences are bounded, so the mean's
-    sampling distribution is near normal from a few dozen values (below that it is
-    shown, not used to warn). None under two values."""
-    if len(values) < 2:
+def mean_interval(mean: float, sd: float | None, n: int) -> tuple[float, float] | None:
+    """A 95% normal interval of a mean, from the sample standard deviation: confidences
+    are bounded, so the mean's sampling distribution is near normal from a few dozen
+    values (below that it is shown, not used to warn). None under two values."""
+    if n < 2 or sd is None:
         return None
-    half = Z_95 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-    mean = float(np.mean(values))
+    half = Z_95 * sd / math.sqrt(n)
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
@@ -162,12 +163,15 @@ def _span(interval: tuple[float, float]) -> str:
 
 def monitoring_report(*, project: Project, now: datetime | None = None) -> Monitoring:
     """The active version's figures in use by week, with the warnings of the rule in
-    this module's docstring. Empty weeks are left out."""
+    this module's docstring. Empty weeks are left out. Counts, means and the histogram
+    are aggregated by the database; percentiles are computed from each week's
+    confidences, or from an even sample of `PERCENTILE_SAMPLE` of them in a busier
+    week, so that the page stays quick with millions of predictions."""
     version = learner_selectors.model_version_active(project=project)
     if version is None:
         return Monitoring(version=None, held_out=None, weeks=[])
     first = week_start(now or timezone.now()) - timedelta(weeks=WEEKS - 1)
-    since = timezone.make_aware(datetime.combine(first, datetime.min.time()))
+    since = timezone.make_aware(datetime.combine(first, time.min))
     rows = Prediction.objects.filter(
         model_version=version,
         confidence__isnull=False,
@@ -177,35 +181,60 @@ def monitoring_report(*, project: Project, now: datetime | None = None) -> Monit
             Prediction.Status.CORRECTED,
         ),
         created_at__gte=since,
-    ).values_list("created_at", "confidence", "uncertain_reason", "status")
-    by_week: dict[date, list[tuple[float, bool, str]]] = defaultdict(list)
-    for created_at, confidence, reason, status in rows:
-        by_week[week_start(created_at)].append((confidence, bool(reason), status))
+    )
+    bins = {
+        f"bin{i}": Count(
+            "id",
+            filter=Q(confidence__gte=i / BINS)
+            & (Q(confidence__lt=(i + 1) / BINS) if i < BINS - 1 else Q()),
+        )
+        for i in range(BINS)
+    }
+    weekly = (
+        rows.annotate(week=TruncWeek("created_at"))
+        .values("week")
+        .annotate(
+            n=Count("id"),
+            mean=Avg("confidence"),
+            sd=StdDev("confidence", sample=True),
+            uncertain=Count("id", filter=~Q(uncertain_reason="")),
+            resolved=Count("id", filter=~Q(status=Prediction.Status.PREDICTED)),
+            confirmed=Count("id", filter=Q(status=Prediction.Status.CONFIRMED)),
+            **bins,
+        )
+        .order_by("week")
+    )
     held_out = _held_out(version)
     weeks: list[Week] = []
     earlier = Share(0, 0)
-    for start in sorted(by_week):
-        week = _week(start, by_week[start])
+    for row in weekly:
+        start = timezone.localtime(row["week"]).date()
+        begins = timezone.make_aware(datetime.combine(start, time.min))
+        in_week = rows.filter(created_at__gte=begins, created_at__lt=begins + timedelta(weeks=1))
+        week = Week(
+            start=start,
+            predictions=row["n"],
+            mean_confidence=row["mean"],
+            mean_confidence_interval=mean_interval(row["mean"], row["sd"], row["n"]),
+            percentiles=_percentiles(in_week, row["n"]),
+            histogram=[row[f"bin{i}"] for i in range(BINS)],
+            uncertain=Share(row["uncertain"], row["n"]),
+            accuracy=Share(row["confirmed"], row["resolved"]),
+        )
         _warn(week, held_out, earlier)
         weeks.append(week)
         earlier = Share(earlier.count + week.uncertain.count, earlier.n + week.uncertain.n)
     return Monitoring(version=version, held_out=held_out, weeks=weeks)
 
 
-def _week(start: date, rows: list[tuple[float, bool, str]]) -> Week:
-    confidence = np.asarray([c for c, _, _ in rows], dtype=np.float64)
-    resolved = [s for _, _, s in rows if s != Prediction.Status.PREDICTED]
-    histogram = np.bincount(np.minimum((confidence * BINS).astype(int), BINS - 1), minlength=BINS)
-    return Week(
-        start=start,
-        predictions=len(rows),
-        mean_confidence=float(confidence.mean()),
-        mean_confidence_interval=mean_interval(confidence),
-        percentiles=tuple(float(p) for p in np.percentile(confidence, [10, 25, 50, 75, 90])),
-        histogram=histogram.tolist(),
-        uncertain=Share(sum(u for _, u, _ in rows), len(rows)),
-        accuracy=Share(sum(s == Prediction.Status.CONFIRMED for s in resolved), len(resolved)),
-    )
+def _percentiles(rows, n: int) -> tuple[float, float, float, float, float]:
+    values = np.empty(0)
+    if n > PERCENTILE_SAMPLE:  # every k-th by id: an even sample, the same at each visit
+        sample = rows.annotate(slot=Mod("id", math.ceil(n / PERCENTILE_SAMPLE))).filter(slot=0)
+        values = np.fromiter(sample.values_list("confidence", flat=True), dtype=np.float64)
+    if not len(values):
+        values = np.fromiter(rows.values_list("confidence", flat=True), dtype=np.float64)
+    return tuple(float(p) for p in np.percentile(values, [10, 25, 50, 75, 90]))
 
 
 def _warn(week: Week, held_out: HeldOut | None, earlier: Share) -> None:

@@ -129,6 +129,7 @@ def webhook_update(
     creation). Deliveries already made keep the body they were made with and are signed
     with the secret in force when they are sent. Owners only (callers check)."""
     webhook = Webhook.objects.select_for_update().get(pk=webhook.pk)
+    was_listening = _listens_for_milestones(webhook)
     if url is not None:
         webhook.url = _url_clean(url)
     if events is not None:
@@ -140,7 +141,8 @@ def webhook_update(
     if rotate_secret:
         webhook.secret = _secret()
     webhook.save()
-    _milestones_mark_passed(webhook)
+    if not was_listening:
+        _milestones_mark_passed(webhook)
     return webhook
 
 
@@ -312,10 +314,19 @@ def label_milestones_check(*, project_id: int) -> LabelMilestone | None:
     return top
 
 
+def _listens_for_milestones(webhook: Webhook) -> bool:
+    return webhook.is_active and Event.LABEL_MILESTONE in webhook.events
+
+
 def _milestones_mark_passed(webhook: Webhook) -> None:
-    """Milestones passed before a webhook listened for them are recorded as passed, not
-    announced: a webhook added at 340 labels hears of 500, not of 250."""
-    if not (webhook.is_active and Event.LABEL_MILESTONE in webhook.events):
+    """Milestones passed while no webhook of the project listened for them are recorded
+    as passed, not announced, when one starts listening: a webhook added at 340 labels
+    hears of 500, not of 250. While another one listens they are being recorded
+    already (and one reached a moment ago may be on its way: it is left alone)."""
+    if not _listens_for_milestones(webhook):
+        return
+    others = _listening(webhook.project_id, Event.LABEL_MILESTONE)
+    if any(other.pk != webhook.pk for other in others):
         return
     passed = milestones_upto(_labeled_count(webhook.project_id))
     LabelMilestone.objects.bulk_create(

@@ -8,6 +8,7 @@ import math
 import statistics
 from datetime import UTC, datetime, time, timedelta
 
+import numpy as np
 import pytest
 from django.test import Client
 
@@ -181,3 +182,16 @@ def test_outsiders_get_404_and_a_project_without_a_model_an_empty_report(
     assert api(outsider).get(f"/api/v1/projects/{project.pk}/monitoring/").status_code == 404
     body = api(owner).get(f"/api/v1/projects/{project.pk}/monitoring/").json()
     assert body == {"model_version": None, "held_out": None, "weeks": [], "warnings": []}
+
+
+def test_a_busy_week_takes_its_percentiles_from_an_even_sample(project, drifting, monkeypatch):
+    monkeypatch.setattr("feedback.monitoring.PERCENTILE_SAMPLE", 10)
+    a, _ = selectors.monitoring_report(project=project, now=NOW).weeks
+    # 40 predictions over a sample of 10: every 4th by id, the rest of the figures exact.
+    rows = Prediction.objects.filter(
+        model_version=drifting, created_at__gte=WEEK_A, created_at__lt=WEEK_B
+    ).values_list("id", "confidence")
+    sample = sorted(c for pk, c in rows if pk % 4 == 0)
+    assert len(sample) == 10
+    assert a.percentiles == pytest.approx(tuple(np.percentile(sample, [10, 25, 50, 75, 90])))
+    assert a.predictions == 40 and a.mean_confidence == pytest.approx(0.875)

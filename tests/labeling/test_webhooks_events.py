@@ -93,6 +93,31 @@ def test_a_webhook_added_later_hears_of_the_next_milestone_not_of_those_passed(
     assert body["data"] == {"milestone": 50, "labeled_images": 50, "milestones_passed": [50]}
 
 
+def test_a_milestone_reached_while_one_webhook_listens_is_announced_to_one_added_later(
+    project, owner, classes, django_capture_on_commit_callbacks
+):
+    """Recording as passed is for milestones nobody listened for: a second webhook, or an
+    edit of the first, must not swallow one that is being announced."""
+    first = listen(project, owner, "labels.milestone")
+    images = add_images(project, owner, 10)
+    for image in images:  # committed labels whose check has not run yet
+        services.annotation_create(image=image, label_class=classes[0], annotator=owner)
+    services.webhook_update(webhook=first, description="edited")
+    second = listen(project, owner, "labels.milestone")
+    assert not LabelMilestone.objects.exists()
+    services.label_milestones_check(project_id=project.pk)
+    assert sorted(d.webhook_id for d in WebhookDelivery.objects.all()) == [first.pk, second.pk]
+    # Turned off and on again after a milestone nobody heard: recorded as passed.
+    services.webhook_update(webhook=first, is_active=False)
+    services.webhook_update(webhook=second, is_active=False)
+    more = add_images(project, owner, 40, start=100)
+    services.annotations_bulk_create(
+        project=project, image_ids=[i.pk for i in more], label_class=classes[1], annotator=owner
+    )
+    services.webhook_update(webhook=first, is_active=True)
+    assert LabelMilestone.objects.get(count=50).notified is False
+
+
 def test_saved_tags_count_toward_milestones(owner, django_capture_on_commit_callbacks):
     project = services.project_create(name="Tags", user=owner, kind=Project.Kind.MULTI)
     tag = services.label_class_create(project=project, name="striped")
