@@ -475,3 +475,20 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
                 )
             )
     return delivery
+
+
+def webhook_deliveries_resume(*, stale_after: timedelta = timedelta(minutes=30)) -> int:
+    """Ask the worker again for every pending delivery overdue by more than
+    `stale_after`: its task was lost (a broker unreachable at commit, a worker killed
+    past django-q2's own retries). Safe at any time: a delivery whose task is merely
+    waiting in a busy queue is still attempted once (the attempt is claimed), never
+    before it is due. Returns how many were asked for (`manage.py webhooks_resume`)."""
+    cutoff = timezone.now() - stale_after
+    overdue = list(
+        WebhookDelivery.objects.filter(
+            status=WebhookDelivery.Status.PENDING, next_attempt_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+    for pk in overdue:
+        async_task(DELIVER_TASK, pk, task_name=f"webhook {pk}")
+    return len(overdue)

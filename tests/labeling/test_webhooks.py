@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import socket
 import threading
@@ -16,7 +17,9 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
+from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from labeling import services
@@ -293,3 +296,27 @@ def test_a_webhook_turned_off_stops_its_retries(
     assert len(receiver.requests) == 1
     delivery.refresh_from_db()
     assert delivery.error == "The webhook was turned off: not sent."
+
+
+def test_a_delivery_whose_task_was_lost_is_resumed_by_the_command(
+    webhook_to, django_capture_on_commit_callbacks, fast_retries
+):
+    with Receiver([200]) as receiver:
+        webhook = webhook_to(receiver.url)
+        lost = services.webhook_ping(webhook=webhook)  # its enqueue never ran: no commit
+        fresh = services.webhook_ping(webhook=webhook)
+        WebhookDelivery.objects.filter(pk=lost.pk).update(
+            next_attempt_at=timezone.now() - timedelta(hours=2)
+        )
+        out = io.StringIO()
+        call_command("webhooks_resume", stdout=out)
+        assert out.getvalue().strip() == "1 webhook delivery resumed."
+        [queued] = OrmQ.objects.all()
+        assert (queued.task["func"], queued.task["args"]) == (
+            "labeling.tasks.webhook_deliver",
+            (lost.pk,),
+        )
+        assert webhook_deliver(lost.pk) == "succeeded"
+    assert len(receiver.requests) == 1
+    fresh.refresh_from_db()
+    assert fresh.status == "pending"  # not overdue: left to its own task
