@@ -171,14 +171,9 @@ def train_head_self(
         x_all, y_all = x_train, y_train
         if x_val is not None and y_val is not None and len(y_val):
             x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
-        head.temperature = calibration_temperature(
-            x_all,
-            y_all,
-            n_classes,
-            stats=stats,
-            kind=kwargs.get("kind", "linear"),
-            device=kwargs.get("device", "cpu"),
-        )
+        # The fold heads are trained as this head was (kind, epochs, rate, ...).
+        options = {k: v for k, v in kwargs.items() if k not in ("x_val", "y_val")}
+        head.temperature = calibration_temperature(x_all, y_all, n_classes, stats=stats, **options)
     return head
 
 
@@ -194,14 +189,15 @@ def calibration_temperature(
     n_classes: int,
     *,
     stats: tuple[np.ndarray, np.ndarray],
-    kind: str = "linear",
-    device: str = "cpu",
     seed: int = 0,
+    device: str = "cpu",
+    **options,
 ) -> float:
     """The temperature that minimises the NLL of out-of-fold logits: each fold is
     scored by a head trained on the other folds (stratified k-fold over every label), so
     the temperature rests on all the labels instead of a handful of validation images.
-    1.0 (no rescaling) while there are too few labels to tell."""
+    The fold heads are trained with `options` (`train_head`'s: kind, max_epochs, lr,
+    ...). 1.0 (no rescaling) while there are too few labels to tell."""
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y, dtype=np.int64)
@@ -224,7 +220,7 @@ def calibration_temperature(
         if len(np.unique(y[train])) < 2:
             continue
         fold_head = train_head(
-            x[train], y[train], n_classes, kind=kind, device=device, stats=stats, seed=seed
+            x[train], y[train], n_classes, device=device, stats=stats, seed=seed, **options
         )
         model = restore_module(fold_head, device)
         with torch.no_grad():

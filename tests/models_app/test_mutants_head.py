@@ -221,18 +221,18 @@ def test_calibration_needs_twenty_labels_and_two_classes_of_two():
 def test_out_of_fold_calibration_sharpens_a_clean_problem_and_flattens_noise():
     x, y = two_groups(n_each=12, noise=0.05)
     stats = feature_stats(x)
-    assert calibration_temperature(x, y, 2, stats=stats) < 1.0
+    assert calibration_temperature(x, y, 2, stats=stats, max_epochs=20) < 1.0
     rng = np.random.default_rng(3)
     noise = rng.normal(0, 1, (24, 3)).astype(np.float32)
     coin = rng.integers(0, 2, 24)
-    assert calibration_temperature(noise, coin, 2, stats=feature_stats(noise)) > 1.0
+    assert calibration_temperature(noise, coin, 2, stats=feature_stats(noise), max_epochs=20) > 1.0
 
 
 def test_a_single_label_class_stays_in_every_training_fold():
     x, y = two_groups(n_each=12)
     x = np.vstack([x, [[0.0, 0.0, 1.0]]]).astype(np.float32)
     y = np.append(y, 2)
-    t = calibration_temperature(x, y, 3, stats=feature_stats(x))
+    t = calibration_temperature(x, y, 3, stats=feature_stats(x), max_epochs=20)
     assert 0.05 <= t <= 20.0
     assert t != 1.0
 
@@ -281,11 +281,16 @@ def test_self_training_calibrates_on_every_label_given():
         x, y, 2, x_pool=pool, x_val=x_val, y_val=y_val, max_epochs=20, kind="linear"
     )
     stats = feature_stats(np.concatenate([x, pool]))
+    # The fold heads train as the head did: 20 epochs, a linear layer.
     expected = calibration_temperature(
-        np.concatenate([x, x_val]), np.concatenate([y, y_val]), 2, stats=stats
+        np.concatenate([x, x_val]), np.concatenate([y, y_val]), 2, stats=stats, max_epochs=20
     )
     assert expected != 1.0
     assert head.temperature == pytest.approx(expected)
+    longer = calibration_temperature(
+        np.concatenate([x, x_val]), np.concatenate([y, y_val]), 2, stats=stats, max_epochs=25
+    )
+    assert head.temperature != pytest.approx(longer)
     # Training labels alone (16) are too few to calibrate on.
     alone = train_head_self(x, y, 2, x_pool=pool, max_epochs=20)
     assert alone.temperature == 1.0
