@@ -98,6 +98,7 @@ class ModelExportFileApi(APIView):
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
             409: OpenApiResponse(description="The export is not ready yet."),
         },
+        operation_id="v1_projects_model_versions_export_file",
         description="One file of a ready export (any member): `onnx` (the model), `json` "
         "(what a caller needs: input, classes, thresholds, metrics) or `torchscript`.",
     )
