@@ -244,13 +244,15 @@ class _MilestoneCheck:
     """The check one transaction runs on commit for one project (at most one, however
     many images it labeled)."""
 
-    def __init__(self, project_id: int) -> None:
+    def __init__(self, project_id: int, listening: bool) -> None:
         self.project_id = project_id
+        self.listening = listening
         self.ran = False
 
     def __call__(self) -> None:
         self.ran = True
-        label_milestones_check(project_id=self.project_id)
+        if self.listening:
+            label_milestones_check(project_id=self.project_id)
 
 
 # Checks waiting for their transaction's commit, by thread and project. Django drops a
@@ -261,15 +263,14 @@ _pending_checks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 def labels_added(*, project_id: int) -> None:
     """An image of the project has become labeled (a class, or a full save of its tags):
     once the caller's transaction commits, see whether the project's labeled images
-    have reached a milestone. Costs one small query when no webhook listens for
-    milestones. Called by labeling's label services inside their transaction."""
-    if not _listening(project_id, Event.LABEL_MILESTONE):
-        return
+    have reached a milestone. Costs one small query (whether a webhook listens) per
+    transaction, and a count after its commit when one does. Called by labeling's
+    label services inside their transaction."""
     slot = (threading.get_ident(), connection.alias, project_id)
     waiting = _pending_checks.get(slot)
     if waiting is not None and not waiting.ran and connection.in_atomic_block:
-        return
-    check = _MilestoneCheck(project_id)
+        return  # this transaction checks already: a bulk label costs no query per image
+    check = _MilestoneCheck(project_id, bool(_listening(project_id, Event.LABEL_MILESTONE)))
     _pending_checks[slot] = check
     # The labels are committed by then: a failed check is logged, never the label's error.
     transaction.on_commit(check, robust=True)

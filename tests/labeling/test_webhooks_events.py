@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from feedback import services as feedback_services
 from feedback.models import Prediction
@@ -116,6 +117,25 @@ def test_a_milestone_reached_while_one_webhook_listens_is_announced_to_one_added
     )
     services.webhook_update(webhook=first, is_active=True)
     assert LabelMilestone.objects.get(count=50).notified is False
+
+
+def test_a_bulk_label_asks_once_whether_a_webhook_listens(
+    project, owner, classes, django_capture_on_commit_callbacks
+):
+    images = add_images(project, owner, 20)
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.annotations_bulk_create(
+            project=project,
+            image_ids=[i.pk for i in images],
+            label_class=classes[0],
+            annotator=owner,
+        )
+    asked = [q["sql"] for q in queries.captured_queries if '"labeling_webhook"' in q["sql"]]
+    assert len(asked) == 1, asked
+    assert not LabelMilestone.objects.exists()  # nobody listens: nothing counted
 
 
 def test_saved_tags_count_toward_milestones(owner, django_capture_on_commit_callbacks):
