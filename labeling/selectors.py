@@ -203,7 +203,9 @@ def webhook_list(*, project: Project) -> QuerySet[Webhook]:
     return Webhook.objects.filter(project=project).order_by("id")
 
 
-def webhook_deliveries(*, project: Project, webhook: Webhook | None = None):
+def webhook_deliveries(
+    *, project: Project, webhook: Webhook | None = None
+) -> QuerySet[WebhookDelivery]:
     """A project's webhook deliveries, newest first, each with its attempts."""
     rows = WebhookDelivery.objects.filter(webhook__project=project)
     if webhook is not None:
