@@ -1,6 +1,7 @@
 """Webhook deliveries made by a real django-q2 worker: labels committed in this process
 reach a milestone, the worker sends the event to a receiver that fails once, and its
-scheduler sends it again after the backoff."""
+scheduler sends it again after the backoff; a version the worker trains is announced
+from inside the worker's task."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 import pytest
 
 from labeling import services
-from labeling.models import WebhookDelivery
+from labeling.models import Image, WebhookDelivery
+from models_app import services as learner
 from tests.conftest import add_images, qcluster_start, qcluster_stop
 from tests.fashion import wait_for
 from tests.labeling.test_webhooks import Receiver, verified
@@ -22,21 +24,33 @@ def delivered(delivery_id: int) -> WebhookDelivery | None:
     return delivery if delivery.status != WebhookDelivery.Status.PENDING else None
 
 
-def test_a_worker_delivers_a_milestone_and_retries_after_a_failure(
+def test_a_worker_delivers_a_milestone_retrying_after_a_failure_and_announces_a_version(
     project, owner, classes, media_root
 ):
     images = add_images(project, owner, 10)
-    with Receiver([500, 200]) as receiver:
+    with Receiver([500, 200]) as receiver, Receiver([200]) as versions:
         webhook = services.webhook_create(
             project=project, url=receiver.url, events=["labels.milestone"], user=owner
         )
+        services.webhook_create(
+            project=project, url=versions.url, events=["model_version.succeeded"], user=owner
+        )
         process = qcluster_start(media_root, WEBHOOK_BACKOFF_SECONDS="1")
         try:
-            for image in images:  # each label its own committed transaction
-                services.annotation_create(image=image, label_class=classes[0], annotator=owner)
+            for i, image in enumerate(images):  # each label its own committed transaction
+                services.annotation_create(image=image, label_class=classes[i % 2], annotator=owner)
             delivery = WebhookDelivery.objects.get()
+            # Trainable whatever the hash draws: both classes in the train split.
+            Image.objects.filter(project=project).update(split=Image.Split.TRAIN)
+            version = learner.model_version_request(project=project, trigger="api", user=owner)
             # The scheduler looks for due schedules every 15 s or so.
             delivery = wait_for(lambda: delivered(delivery.pk), timeout=120)
+            announced = wait_for(
+                lambda: WebhookDelivery.objects.filter(
+                    event="model_version.succeeded", status="succeeded"
+                ).first(),
+                timeout=240,
+            )
         finally:
             qcluster_stop(process)
 
@@ -49,3 +63,8 @@ def test_a_worker_delivers_a_milestone_and_retries_after_a_failure(
     for headers, body, _ in receiver.requests:
         assert verified(webhook.secret, headers, body)
         assert json.loads(body)["data"]["milestone"] == 10
+
+    [(headers, body, _)] = versions.requests
+    assert headers["x-labelloop-delivery"] == str(announced.uid)
+    data = json.loads(body)["data"]["model_version"]
+    assert (data["id"], data["status"], data["is_active"]) == (version.pk, "succeeded", True)
