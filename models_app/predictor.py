@@ -65,6 +65,10 @@ class Manifest:
                 raise ModelFileError(f"{path} is not the JSON of a labelloop model export.")
             spec = raw["input"]
             classes = raw["classes"]
+            if raw["kind"] not in ("single", "multi"):
+                raise ValueError(f"kind {raw['kind']!r}")
+            if raw["kind"] == "multi" and len(raw.get("thresholds") or []) != len(classes):
+                raise ValueError("a threshold for every tag")
             return cls(
                 kind=raw["kind"],
                 class_ids=[int(c["id"]) for c in classes],
@@ -281,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--out must end in .csv or .json")
     if args.top_k < 1 or args.batch_size < 1:
         parser.error("--top-k and --batch-size are at least 1")
+    if not args.out.parent.is_dir():
+        parser.error(f"--out: no folder {args.out.parent} to write into")
     started = time.perf_counter()
     try:
         model = ExportedModel(args.model, args.manifest, threads=args.threads)

@@ -120,6 +120,11 @@ def test_the_predictor_reads_a_folder_skipping_a_cut_file_and_says_what_is_missi
     none = predictor(model, only_bad, "--out", tmp_path / "z.csv", check_rc=1)
     assert "no image" in none.stderr
     assert predictor(model, images, "--out", tmp_path / "p.txt").returncode == 2
+    assert predictor(model, images, "--out", tmp_path / "no" / "p.csv").returncode == 2
+    tags = {**json.loads(json_path.read_text()), "kind": "multi", "thresholds": None}
+    (bare / "model.json").write_text(json.dumps(tags))
+    untold = predictor(bare / "model.onnx", images, "--out", tmp_path / "x.csv", check_rc=1)
+    assert "a threshold for every tag" in untold.stderr
 
 
 STANDALONE = """
