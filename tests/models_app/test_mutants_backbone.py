@@ -71,3 +71,40 @@ def test_a_local_weights_file_is_loaded_into_the_named_network(tmp_path, layout)
         expected = source.forward_head(source.forward_features(batch), pre_logits=True)
     assert torch.allclose(backbone.embed(batch), expected)
     assert backbone.embed(batch).shape == (2, backbone.dim)
+
+
+def _tiny_weights(path):
+    torch.manual_seed(2)
+    torch.save(timm.create_model(TINY, pretrained=False).state_dict(), path)
+    return path
+
+
+def test_without_a_device_the_backbone_goes_where_auto_says(tmp_path):
+    backbone = load_backbone(TINY, _tiny_weights(tmp_path / "w.pt"))
+    assert backbone.device == best_device("auto")
+    assert {p.device for p in backbone.model.parameters()} == {best_device("auto")}
+
+
+def test_without_a_weights_file_the_packaged_one_is_loaded(tmp_path, monkeypatch):
+    from models_app.ml import backbone as module
+
+    packaged = _tiny_weights(tmp_path / "packaged.pt")
+    # The packaged file is EfficientNet-Lite0's; here the tiny network's stands in.
+    monkeypatch.setattr(module, "default_weights_path", lambda: packaged)
+    loaded = load_backbone(TINY, None, device="cpu")
+    want = torch.load(packaged, weights_only=True)
+    for key, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, want[key]), key
+
+
+class _Payload:
+    """Not a tensor, a number or a string: a weights-only load refuses it."""
+
+
+def test_a_weights_file_holding_other_objects_is_refused(tmp_path):
+    import pickle
+
+    path = tmp_path / "bad.pt"
+    torch.save({"state_dict": {}, "extra": _Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_backbone(TINY, path, device="cpu")
