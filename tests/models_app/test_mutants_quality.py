@@ -3,9 +3,13 @@ nearest neighbours, label quality and out-of-sample probabilities."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.model_selection import StratifiedKFold
 
+from models_app.ml.head import feature_stats, predict_proba, train_head
 from models_app.ml.quality import cross_val_proba, label_quality, near_duplicate_pairs, nearest
 
 VECTORS = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.0, 0.0]])
@@ -143,3 +147,38 @@ def test_folds_are_clipped_to_the_smallest_class():
     y = np.append(y, [2, 2])
     proba = cross_val_proba(x, y, 3, folds=5)
     assert (proba.sum(axis=1) > 0.99).all()
+
+
+def _documented_steps(x, y, n_classes, folds, seed):
+    """cross_val_proba's docstring by hand: stratified folds shuffled by the seed, one
+    head a fold (weight decay 10, the whole set's feature statistics, the seed), each
+    scoring the fold it never saw."""
+    proba = np.zeros((len(y), n_classes), dtype=np.float32)
+    stats = feature_stats(x)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a class of one, on purpose
+        parts = list(splitter.split(x, y))
+    for train, held in parts:
+        head = train_head(x[train], y[train], n_classes, seed=seed, stats=stats, weight_decay=10.0)
+        proba[held] = predict_proba(head, x[held])
+    return proba
+
+
+@pytest.mark.parametrize(
+    "sizes, n_classes, folds",
+    [
+        ((6, 7), 3, 5),  # five folds unless told; the absent third class changes nothing
+        ((2, 7), 2, 2),  # no more folds than the smallest class has examples
+        ((1, 6), 2, 2),  # a class of one: still two folds
+    ],
+)
+def test_out_of_sample_probabilities_follow_the_documented_steps(sizes, n_classes, folds):
+    rng = np.random.default_rng(sum(sizes))
+    x = np.vstack([np.eye(3)[c] + rng.normal(0, 0.3, (n, 3)) for c, n in enumerate(sizes)])
+    x = x.astype(np.float32)
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        got = cross_val_proba(x, y, n_classes, seed=3)
+    np.testing.assert_allclose(got, _documented_steps(x, y, n_classes, folds, seed=3), atol=1e-6)
