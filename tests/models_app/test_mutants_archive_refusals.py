@@ -381,6 +381,10 @@ def test_the_document_costs_the_same_queries_whatever_the_project_holds(small_pr
         return len(captured)
 
     few = queries()
+    for n in range(3):  # each logged with its actor
+        labeling_services.label_class_create(
+            project=small_project, name=f"new {n}", actor=UserFactory(username=f"t{n}")
+        )
     more = base.add_images(small_project, UserFactory(username="u2"), 3, start=20)
     cat = LabelClass.objects.get(project=small_project, name="cat")
     for image in more:
