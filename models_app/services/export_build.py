@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from labeling.models import Image
@@ -153,8 +154,9 @@ def _build(export: ModelExport) -> dict:
 
 def _check(version: ModelVersion, backbone: Backbone, network, exported) -> dict:
     """The export's probabilities against the app's on a few of the project's embedded
-    images (the app scoring them as it does: from their stored embeddings, or through
-    the fine-tuned network); ExportError when they differ beyond CHECK_TOLERANCE."""
+    images, those it is least sure of first (the app scoring them as it does: from their
+    stored embeddings, or through the fine-tuned network); ExportError when they differ
+    beyond CHECK_TOLERANCE."""
     ids = list(
         Embedding.objects.filter(
             image__project_id=version.project_id,
@@ -162,7 +164,9 @@ def _check(version: ModelVersion, backbone: Backbone, network, exported) -> dict
             backbone=backbone_key(),
             vector__isnull=False,
         )
-        .order_by("image_id")
+        # The least sure suggestions first: where probabilities are far from 0 and 1,
+        # a difference between export and app shows.
+        .order_by(F("image__confidence").asc(nulls_last=True), "image_id")
         .values_list("image_id", flat=True)[:CHECK_IMAGES]
     )
     if not ids:
