@@ -61,6 +61,8 @@ def test_databases_drop(url: str) -> None:
     with psycopg.connect(maintenance, autocommit=True) as connection:
         for slot in range(SLOTS):
             connection.execute(f'DROP DATABASE IF EXISTS "test_{name}_mut{slot}" WITH (FORCE)')
+            # The next session in the slot builds it again (scripts/mutation_pytest.py).
+            (ROOT / "mutants" / f".mutation-slot-{slot}.ready").unlink(missing_ok=True)
 
 
 def mutmut_run(scope: list[str], children: int) -> int:

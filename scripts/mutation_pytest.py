@@ -6,6 +6,9 @@ process that has imported everything. Three things keep those sessions quick and
 
 - each session takes a free slot (a file lock) and with it its own test database, so
   two mutants' tests never wait on each other's rows or flush each other's tables;
+- the first session in a slot builds its test database; the later ones only point
+  Django at it (pytest-django's setup checks every table again: a third of a short
+  session);
 - the tests of a mutant run fastest first (durations from mutmut's own stats), so a
   killed mutant stops early;
 - the forking process, once collection is done, runs what the libraries load lazily on
@@ -25,6 +28,13 @@ import pytest
 
 SLOTS = 8
 _held = None
+_slot: int | None = None
+
+
+def ready_marker(slot: int) -> Path:
+    """Exists once slot `slot`'s test database is built (scripts/mutation.py removes it
+    with the database at the start of a run)."""
+    return Path.cwd() / f".mutation-slot-{slot}.ready"
 
 
 def _claim_slot() -> int:
@@ -37,6 +47,8 @@ def _claim_slot() -> int:
             handle.close()
             continue
         _held = handle  # released when this process ends
+        global _slot
+        _slot = slot
         return slot
     raise RuntimeError(f"more than {SLOTS} mutant sessions at once")
 
@@ -46,6 +58,32 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     # pytest-django appends "_<TOX_PARALLEL_ENV>" to the test database's name.
     os.environ["TOX_PARALLEL_ENV"] = f"mut{_claim_slot()}"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker):
+    """pytest-django's fixture of that name, run only by a slot's first session; later
+    sessions find the database built and only point their connections at it."""
+    from django.conf import settings
+    from django.db import connections
+
+    request.getfixturevalue("django_db_modify_db_settings")  # the slot's name suffix
+    marker = ready_marker(_slot)
+    if not marker.exists():
+        from django.test.utils import setup_databases
+        from pytest_django.fixtures import _disable_migrations
+
+        _disable_migrations()  # --no-migrations: the tables come from the models
+        with django_db_blocker.unblock():
+            setup_databases(verbosity=0, interactive=False, keepdb=True)
+        marker.touch()
+        yield
+        return
+    for connection in connections.all():
+        name = connection.creation._get_test_db_name()
+        connection.close()
+        connection.settings_dict["NAME"] = settings.DATABASES[connection.alias]["NAME"] = name
+    yield
 
 
 def _transactional(item: pytest.Item) -> bool:
