@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from labeling.models import Project, Webhook
-from labeling.services.webhooks import webhook_event_emit
+from labeling.models import Project
 from models_app import selectors, services
 from models_app.models import ModelVersion
 
@@ -37,39 +36,7 @@ def dispatch_embeddings() -> int:
 
 
 def train_model_version(version_id: int) -> str:
-    version = services.model_version_train(version_id=version_id)
-    if version.status in (ModelVersion.Status.SUCCEEDED, ModelVersion.Status.FAILED):
-        _version_finished(version)
-    return version.status
-
-
-def _version_finished(version: ModelVersion) -> None:
-    """Tell the project's webhooks that a version finished, once per version (the key):
-    a rerun of the task after a crash announces nothing twice."""
-    test = version.metrics.get("test") or {}
-    succeeded = version.status == ModelVersion.Status.SUCCEEDED
-    webhook_event_emit(
-        project=version.project,
-        event=Webhook.Event.VERSION_SUCCEEDED if succeeded else Webhook.Event.VERSION_FAILED,
-        key=f"model_version:{version.pk}",
-        data={
-            "model_version": {
-                "id": version.pk,
-                "number": version.number,
-                "status": version.status,
-                "is_active": version.is_active,
-                "trigger": version.trigger,
-                "labels_total": version.labels_total,
-                "duration_seconds": version.duration_seconds,
-                "error": version.error,
-                "test": {
-                    key: test.get(key)
-                    for key in ("n", "accuracy", "accuracy_ci", "macro_f1", "map", "ece")
-                    if key in test
-                },
-            }
-        },
-    )
+    return services.model_version_train(version_id=version_id).status
 
 
 def retrain_due_projects() -> int:

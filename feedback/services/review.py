@@ -73,16 +73,19 @@ def review_scan_run(*, scan_id: int) -> ReviewScan:
             if isinstance(error, ValidationError)
             else f"{type(error).__name__}: {error}"
         )
-        ReviewScan.objects.filter(pk=scan.pk).update(
-            status=ReviewScan.Status.FAILED, error=message, finished_at=timezone.now()
-        )
+        with transaction.atomic():
+            ReviewScan.objects.filter(pk=scan.pk).update(
+                status=ReviewScan.Status.FAILED, error=message, finished_at=timezone.now()
+            )
+            _scan_finished(scan)
     scan.refresh_from_db()
-    _scan_finished(scan)
     return scan
 
 
 def _scan_finished(scan: ReviewScan) -> None:
-    """Tell the project's webhooks that the scan finished, once per scan."""
+    """Tell the project's webhooks that the scan finished, once per scan, in the
+    transaction that records its end (a crash after it cannot lose the event)."""
+    scan.refresh_from_db()
     labeling_services.webhook_event_emit(
         project=scan.project,
         event=Webhook.Event.REVIEW_SCAN_FINISHED,
@@ -172,6 +175,7 @@ def _finish(scan: ReviewScan, ids: list[int], pairs: list, *, issues: int) -> No
         issues=issues,
         duplicate_pairs=len(pairs),
     )
+    _scan_finished(scan)
 
 
 def _scan_tags(scan: ReviewScan) -> None:

@@ -422,7 +422,9 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     ).update(next_attempt_at=lease)
     if not claimed:
         return delivery
-    webhook = Webhook.objects.get(pk=delivery.webhook_id)
+    webhook = Webhook.objects.filter(pk=delivery.webhook_id).first()
+    if webhook is None:  # deleted since the claim, its deliveries with it
+        return None
     started = time.monotonic()
     if webhook.is_active or delivery.event == Webhook.PING:
         status_code, error = _send(webhook, delivery)
@@ -437,6 +439,8 @@ def webhook_delivery_attempt(*, delivery_id: int) -> WebhookDelivery | None:
     )
     next_retry = None if succeeded or give_up else finished + retry_delay(number)
     with transaction.atomic():
+        if not WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).exists():
+            return None  # deleted with its webhook while it was being sent
         WebhookAttempt.objects.create(
             delivery=delivery,
             number=number,

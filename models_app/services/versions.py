@@ -21,7 +21,8 @@ from django.db.models import Count, Max
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from labeling.models import Image, LabelClass, Project
+from labeling.models import Image, LabelClass, Project, Webhook
+from labeling.services.webhooks import webhook_event_emit
 from models_app.ml.curves import binary_curves
 from models_app.ml.finetune import finetune, finetuned_to_bytes, predictor
 from models_app.ml.head import (
@@ -128,11 +129,45 @@ def _is_lost(version: ModelVersion) -> bool:
 
 def _fail(version: ModelVersion, error: str) -> None:
     now = timezone.now()
-    ModelVersion.objects.filter(pk=version.pk).update(
-        status=ModelVersion.Status.FAILED,
-        error=error,
-        finished_at=now,
-        duration_seconds=(now - version.started_at).total_seconds() if version.started_at else None,
+    with transaction.atomic():
+        ModelVersion.objects.filter(pk=version.pk).update(
+            status=ModelVersion.Status.FAILED,
+            error=error,
+            finished_at=now,
+            duration_seconds=(
+                (now - version.started_at).total_seconds() if version.started_at else None
+            ),
+        )
+        version.refresh_from_db()
+        _announce(version)
+
+
+def _announce(version: ModelVersion) -> None:
+    """Tell the project's webhooks that `version` finished, in the transaction that
+    records its end, once per version (the key): a rerun announces nothing twice."""
+    test = version.metrics.get("test") or {}
+    succeeded = version.status == ModelVersion.Status.SUCCEEDED
+    webhook_event_emit(
+        project=version.project,
+        event=Webhook.Event.VERSION_SUCCEEDED if succeeded else Webhook.Event.VERSION_FAILED,
+        key=f"model_version:{version.pk}",
+        data={
+            "model_version": {
+                "id": version.pk,
+                "number": version.number,
+                "status": version.status,
+                "is_active": version.is_active,
+                "trigger": version.trigger,
+                "labels_total": version.labels_total,
+                "duration_seconds": version.duration_seconds,
+                "error": version.error,
+                "test": {
+                    key: test.get(key)
+                    for key in ("n", "accuracy", "accuracy_ci", "macro_f1", "map", "ece")
+                    if key in test
+                },
+            }
+        },
     )
 
 
@@ -235,6 +270,7 @@ def model_version_train(*, version_id: int) -> ModelVersion:
         version.finished_at = timezone.now()
         version.duration_seconds = time.monotonic() - started
         version.save()
+        _announce(version)
     return version
 
 

@@ -5,16 +5,19 @@ uncertain prediction. Each is recorded once, and only when its write commits."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from feedback import services as feedback_services
 from feedback.models import Prediction
 from labeling import services
 from labeling.models import Image, LabelMilestone, Project, WebhookDelivery
 from models_app import services as learner
+from models_app.models import ModelVersion
 from models_app.tasks import train_model_version
 from tests.conftest import add_images
 from tests.feedback.conftest import new_uploads, trained, twin_upload  # noqa: F401 - fixtures
@@ -174,7 +177,7 @@ def test_labels_rolled_back_announce_nothing(
     assert [b["data"]["milestone"] for b in sent("labels.milestone")] == [10]
 
 
-def test_a_version_finishing_is_announced_by_its_task_once(
+def test_a_version_finishing_is_announced_once(
     trainable, owner, classes, django_capture_on_commit_callbacks
 ):
     listen(trainable, owner, "model_version.succeeded", "model_version.failed")
@@ -201,6 +204,22 @@ def test_a_version_finishing_is_announced_by_its_task_once(
     assert data["number"] == 2 and data["status"] == "failed" and data["is_active"] is False
     assert "two active classes" in data["error"]
     assert len(sent("model_version.succeeded")) == 1
+
+
+def test_a_version_whose_worker_stopped_is_announced_as_failed(
+    trainable, owner, settings, django_capture_on_commit_callbacks
+):
+    listen(trainable, owner, "model_version.failed")
+    stuck = learner.model_version_request(project=trainable, trigger="api", user=owner)
+    # Its worker died mid-training, longer ago than any task may run.
+    started = timezone.now() - timedelta(seconds=settings.Q_CLUSTER["timeout"] + 60)
+    ModelVersion.objects.filter(pk=stuck.pk).update(status="running", started_at=started)
+    with django_capture_on_commit_callbacks(execute=True):
+        learner.model_version_request(project=trainable, trigger="api", user=owner)
+    [body] = sent("model_version.failed")
+    data = body["data"]["model_version"]
+    assert (data["id"], data["status"]) == (stuck.pk, "failed")
+    assert data["error"] == "The worker stopped before the training finished."
 
 
 def test_uncertain_predictions_and_a_finished_scan_are_announced(

@@ -6,8 +6,11 @@ from inside the worker's task."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule, Task
 
 from labeling import services
 from labeling.models import Image, WebhookDelivery
@@ -68,3 +71,47 @@ def test_a_worker_delivers_a_milestone_retrying_after_a_failure_and_announces_a_
     assert headers["x-labelloop-delivery"] == str(announced.uid)
     data = json.loads(body)["data"]["model_version"]
     assert (data["id"], data["status"], data["is_active"]) == (version.pk, "succeeded", True)
+
+
+def test_the_resume_tick_sends_a_delivery_whose_task_was_lost(project, owner, media_root):
+    with Receiver([200]) as receiver:
+        webhook = services.webhook_create(
+            project=project, url=receiver.url, events=["labels.milestone"], user=owner
+        )
+        delivery = services.webhook_ping(webhook=webhook)
+        # Its task lost (a broker down at commit), and overdue for long.
+        OrmQ.objects.all().delete()
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            next_attempt_at=timezone.now() - timedelta(hours=1)
+        )
+        # The tick as labeling's migration 0012 leaves it (the flush took the row).
+        Schedule.objects.create(
+            name="labelloop: resume webhook deliveries",
+            func="labeling.tasks.webhooks_resume",
+            schedule_type=Schedule.ONCE,
+            minutes=10,
+            repeats=1,
+            hook="models_app.ticks.tick_rearm",
+            next_run=timezone.now(),
+        )
+        process = qcluster_start(media_root)
+        try:
+            delivery = wait_for(lambda: delivered(delivery.pk), timeout=120)
+            tick = wait_for(
+                lambda: Task.objects.filter(func="labeling.tasks.webhooks_resume").first(),
+                timeout=60,
+            )
+            # Run, the tick is armed again by its hook, ten minutes on.
+            armed = wait_for(
+                lambda: Schedule.objects.filter(
+                    name="labelloop: resume webhook deliveries",
+                    repeats=1,
+                    next_run__gt=timezone.now() + timedelta(minutes=9),
+                ).first(),
+                timeout=60,
+            )
+        finally:
+            qcluster_stop(process)
+    assert (delivery.status, tick.success, tick.result) == ("succeeded", True, 1)
+    assert len(receiver.requests) == 1
+    assert armed.minutes == 10

@@ -20,6 +20,7 @@ TICKS = {
     EMBED: ("models_app.tasks.dispatch_embeddings", 1),
     "labelloop: retrain after new labels": ("models_app.tasks.retrain_due_projects", 1),
     "labelloop: review scan after training": ("feedback.tasks.scan_due_projects", 5),
+    "labelloop: resume webhook deliveries": ("labeling.tasks.webhooks_resume", 10),
 }
 
 
