@@ -5,10 +5,12 @@ through bytes unchanged. Seconds in all, so it runs for every mutant."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from sklearn.model_selection import StratifiedKFold
 
 from models_app.ml.head import (
     HEAD_KINDS,
@@ -310,3 +312,55 @@ def test_a_model_file_holding_other_objects_is_refused(tmp_path):
     torch.save({"kind": _Anything()}, buffer)
     with pytest.raises(pickle.UnpicklingError):
         head_from_bytes(buffer.getvalue())
+
+
+def _calibrated_by_hand(x, y, n_classes, *, seed):
+    """calibration_temperature's docstring step by step: stratified folds (at most 5, at
+    most the largest class's count among classes of two or more), classes of one kept
+    in every training fold, a 20-epoch head a fold with the given statistics and seed,
+    the out-of-fold logits' NLL-minimising temperature."""
+    stats = feature_stats(x)
+    counts = np.bincount(y, minlength=n_classes)
+    folds = int(min(5, counts[counts >= 2].max()))
+    index = np.flatnonzero(counts[y] >= 2)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(splitter.split(index, y[index]))
+    logits, truth = [], []
+    for _, rows in parts:
+        held = index[rows]
+        train = np.setdiff1d(np.arange(len(y)), held)
+        head = train_head(x[train], y[train], n_classes, stats=stats, seed=seed, max_epochs=20)
+        with torch.no_grad():
+            logits.append(restore_module(head)(_prepare(stats, x[held])))
+        truth.append(torch.as_tensor(y[held]))
+    return fit_temperature(torch.cat(logits), torch.cat(truth))
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (10, 10),  # exactly twenty labels
+        (18, 2),  # a class of exactly two still counts
+        (9, 9, 2),  # ... and is still held out fold by fold
+        (2,) * 10,  # at most two of any class: two folds
+        (11, 8, 1),  # a class of one stays in every training fold
+    ],
+)
+def test_the_temperature_follows_the_documented_steps(sizes):
+    rng = np.random.default_rng(len(sizes) * 100 + sizes[-1])
+    n_classes = len(sizes)
+    centres = np.eye(max(n_classes, 3))[:n_classes]
+    x = np.vstack(
+        [centres[c] + rng.normal(0, 0.4, (n, centres.shape[1])) for c, n in enumerate(sizes)]
+    )
+    y = np.repeat(np.arange(n_classes), sizes)
+    stats = feature_stats(x.astype(np.float32))
+    got = calibration_temperature(
+        x.astype(np.float32), y, n_classes, stats=stats, seed=3, max_epochs=20
+    )
+    assert got != 1.0
+    assert got == pytest.approx(
+        _calibrated_by_hand(x.astype(np.float32), y, n_classes, seed=3), abs=1e-6
+    )
