@@ -52,7 +52,12 @@ from models_app.benchmarks.simulation import (
     simulate,
     simulate_many,
 )
-from models_app.benchmarks.through_app import Pool, project_delete, synchronous_tasks
+from models_app.benchmarks.through_app import (
+    Pool,
+    fashion_ingest,
+    project_delete,
+    synchronous_tasks,
+)
 
 __all__ = [
     "ArrayPool",
@@ -61,6 +66,7 @@ __all__ = [
     "EmbeddingCache",
     "MosaicPool",
     "Pool",
+    "fashion_ingest",
     "accuracy",
     "aubc",
     "balanced_rows",

@@ -49,6 +49,26 @@ def project_delete(project: Project) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def fashion_ingest(project, user, data, count: int, *, request_embedding: bool = True) -> dict:
+    """Upload the first `count` images of `data` into `project` through the app's
+    ingest, 500 at a time; returns each stored image's true class (image id -> class
+    index). Exact duplicates are skipped by the ingest and left out."""
+    truth: dict[int, int] = {}
+    for start in range(0, count, 500):
+        indices = range(start, min(start + 500, count))
+        results = labeling_services.images_ingest(
+            project=project,
+            files=[SimpleUploadedFile(f"fmnist-{i:05d}.png", data.png(i)) for i in indices],
+            user=user,
+            source=Image.Source.IMPORT,
+            request_embedding=request_embedding,
+        )
+        for index, result in zip(indices, results, strict=True):
+            if result.status == "created":
+                truth[result.image_id] = data.labels[index]
+    return truth
+
+
 class Pool:
     """The simulated project: its images, their true classes and the annotator."""
 
@@ -74,20 +94,9 @@ class Pool:
         project.save()
         for name in FASHION_MNIST_CLASSES:
             labeling_services.label_class_create(project=project, name=name)
-        truth: dict[int, int] = {}
         started = time.monotonic()
-        for start in range(0, count, 500):
-            indices = range(start, min(start + 500, count))
-            results = labeling_services.images_ingest(
-                project=project,
-                files=[SimpleUploadedFile(f"fmnist-{i:05d}.png", data.png(i)) for i in indices],
-                user=user,
-                source=Image.Source.IMPORT,
-                request_embedding=False,  # the cache provides them, below
-            )
-            for index, result in zip(indices, results, strict=True):
-                if result.status == "created":
-                    truth[result.image_id] = data.labels[index]
+        # The cache provides the embeddings, below.
+        truth = fashion_ingest(project, user, data, count, request_embedding=False)
         log(
             f"pool: {len(truth)} images ingested ({count - len(truth)} exact duplicates "
             f"skipped) in {time.monotonic() - started:.0f} s"

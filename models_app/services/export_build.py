@@ -35,6 +35,7 @@ from models_app.ml.head import head_from_bytes
 from models_app.ml.multilabel import tag_head_from_bytes
 from models_app.ml.preprocess import InputConfig, preprocess
 from models_app.models import Embedding, ModelExport, ModelVersion
+from models_app.predictor import MANIFEST_FORMAT
 from models_app.selectors import backbone_key, class_names
 from models_app.services.embeddings import image_sources
 from models_app.services.exports import export_blocker
@@ -42,7 +43,6 @@ from models_app.services.predictions import ActiveModel
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = "labelloop-model"
 # The build compares the export with the app on this many of the project's images, and
 # refuses it when any probability differs by more than the tolerance.
 CHECK_IMAGES = 8

@@ -29,14 +29,13 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling import services as labeling_services
 from labeling.datasets import FASHION_MNIST_CLASSES, fashion_mnist_read
 from labeling.models import Image
 from models_app import services
-from models_app.benchmarks import project_delete, run_facts, synchronous_tasks
+from models_app.benchmarks import fashion_ingest, project_delete, run_facts, synchronous_tasks
 from models_app.ml.embed import compute_threads, embed_all
 from models_app.ml.head import head_from_bytes, predict_proba
 from models_app.models import ModelVersion
@@ -148,18 +147,7 @@ class Command(BaseCommand):
         return report
 
     def _ingest(self, project, user, data, count: int) -> tuple[list[int], dict[int, int]]:
-        truth: dict[int, int] = {}
-        for start in range(0, count, 500):
-            indices = range(start, min(start + 500, count))
-            results = labeling_services.images_ingest(
-                project=project,
-                files=[SimpleUploadedFile(f"fmnist-{i:05d}.png", data.png(i)) for i in indices],
-                user=user,
-                source=Image.Source.IMPORT,
-            )
-            for index, result in zip(indices, results, strict=True):
-                if result.status == "created":
-                    truth[result.image_id] = data.labels[index]
+        truth = fashion_ingest(project, user, data, count)
         ids = sorted(truth)
         self.stdout.write(f"{len(ids)} images ingested ({count - len(ids)} duplicates skipped)")
         return ids, truth
