@@ -290,7 +290,7 @@ class TagAnnotation(models.Model):
         never guessed from silence; a row in force with state `unset` records an undo back
         to that. The rows one save wrote share its `save_id`, so undo takes back the save. An
     image counts as labeled (`Image.tagged`) while a full save of its tags (action `save`)
-    is in force."""
+    stands that no undo has taken back."""
 
     class State(models.TextChoices):
         PRESENT = "present", "Present"

@@ -1,5 +1,4 @@
-"""A whole project as one zip, and back: images, classes, labels with their history, the
-taxonomy log and the model versions' metrics.
+"""A whole project as one zip, and back: images, classes, labels, history, taxonomy log, metrics.
 
 The zip holds every format at once:
 - `project.json`: everything, enough to rebuild the project exactly (`project_import`);
@@ -10,16 +9,15 @@ The zip holds every format at once:
 
 Inside `project.json` rows refer to each other by position (`ref`), not database ids,
 so exporting an imported project gives the same file. Version 2 also writes the class
-ids inside the taxonomy log's details as refs (version 1 kept them raw); both are read.
+ids inside the taxonomy log's details as refs (version 1 kept them raw); version 3 is a
+tag project's (`models_app.archive_tags`, which adds `tags.csv`). All are read.
 
-A bad archive is refused with a ValidationError saying what is wrong (a missing file or
-key, a ref to nothing, a value no form accepts, two rows that cannot both exist), and
-leaves no row and no file behind. A multi-label project is not exported (no tags yet).
+A bad archive is refused with a ValidationError saying what is wrong (a missing file or key,
+a ref to nothing, a value no form accepts, two rows that cannot both exist): no row, no file.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -36,21 +34,22 @@ from django.core.files.storage import default_storage
 from django.db import DataError, IntegrityError, models, transaction
 from django.utils.dateparse import parse_datetime
 
+from labeling.csv_cells import csv_writer
 from labeling.ingest import RejectedFile, image_decode
 from labeling.models import Annotation, Image, LabelClass, Project, TaxonomyChange
 from labeling.services import (
     image_files_save,
     images_embedding_request,
     project_create,
-    project_require_kind,
     upload_limits,
 )
+from models_app import archive_numbers, archive_tags
 from models_app.models import LearnerSettings, ModelVersion
 from models_app.services import backbone_key
 
 FORMAT = "labelloop-project"
 VERSION = 2
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 LEARNER_FIELDS = ("retrain_every", "head_kind", "fine_tune", "fine_tune_epochs", "strategy")
 # Keys of the taxonomy log's details that hold class ids (one, or a list), and those
 # that hold ids of rows an archive does not carry (merge and split records).
@@ -94,10 +93,7 @@ def project_document(*, project: Project) -> dict:
         Annotation.objects.filter(image__project=project).select_related("annotator").order_by("id")
     )
     annotation_ref = {a.pk: i for i, a in enumerate(annotations)}
-
-    def ref(pk):
-        return class_ref.get(pk) if pk is not None else None
-
+    ref = class_ref.get  # no class (None) is no ref
     versions = (
         ModelVersion.objects.filter(project=project, status__in=FINISHED)
         .select_related("requested_by")
@@ -164,6 +160,7 @@ def project_document(*, project: Project) -> dict:
             .order_by("created_at", "id")
         ],
         "model_versions": [_version_document(v, ref) for v in versions],
+        **archive_tags.tags_document(project=project, image_ref=image_ref, class_ref=class_ref),
     }
 
 
@@ -206,7 +203,7 @@ def _metric_classes(metrics: dict, convert) -> dict:
     if "test_parents" in metrics:
         parents = metrics["test_parents"]
         metrics["test_parents"] = {**parents, "classes": [convert(c) for c in parents["classes"]]}
-    return metrics
+    return archive_tags.tag_metrics_converted(metrics, convert)
 
 
 def _detail_classes(details: dict, convert, *, keep_uncarried: bool) -> dict:
@@ -234,7 +231,6 @@ def _detail_classes(details: dict, convert, *, keep_uncarried: bool) -> dict:
 
 def project_export(*, project: Project, out: BinaryIO) -> None:
     """Write the project's zip (see the module docstring) to `out`."""
-    project_require_kind(project=project, kind=Project.Kind.SINGLE, what="Export")
     document = project_document(project=project)
     names = {c["ref"]: c["name"] for c in document["classes"]}
     parents = {c["ref"]: c["parent"] for c in document["classes"]}
@@ -242,7 +238,7 @@ def project_export(*, project: Project, out: BinaryIO) -> None:
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("project.json", json.dumps(document, indent=1, sort_keys=True))
         rows = io.StringIO()
-        writer = csv.writer(rows)
+        writer = csv_writer(rows)  # names a spreadsheet would run are quoted
         writer.writerow(["file", "label", "split", "source", "status", "original_name"])
         for row in document["images"]:
             label = names.get(row["label"], "") if row["label"] is not None else ""
@@ -250,6 +246,8 @@ def project_export(*, project: Project, out: BinaryIO) -> None:
             writer.writerow([row["file"], label, *rest])
         archive.writestr("labels.csv", rows.getvalue())
         archive.writestr("coco.json", json.dumps(_coco(document, names, parents), indent=1))
+        if tags := archive_tags.tags_csv(project=project):
+            archive.writestr("tags.csv", tags)
         for image, row in zip(images, document["images"], strict=True):
             with image.file.open("rb") as f:
                 archive.writestr(row["file"], f.read())
@@ -316,16 +314,15 @@ def _import(archive: BinaryIO, user, name: str | None, stored: list[str]) -> Pro
         document = json.loads(zipped.read("project.json"))
     except (zipfile.BadZipFile, KeyError, ValueError) as error:
         raise ValidationError(f"Not a labelloop export: {error}") from None
-    kind = (document.get("format"), document.get("version")) if isinstance(document, dict) else ()
-    if kind not in [(FORMAT, v) for v in READABLE_VERSIONS]:
-        raise ValidationError(f"Not a {FORMAT} archive of a version this server reads (1 or 2).")
+    archive_numbers.archive_version(document, format_name=FORMAT, readable=READABLE_VERSIONS)
     try:
         meta = document["project"]
         project = project_create(
             name=name or meta["name"], description=meta["description"], user=user
         )
         project.test_fraction, project.val_fraction = meta["test_fraction"], meta["val_fraction"]
-        project.full_clean()
+        project.kind = archive_tags.archive_kind(document)
+        archive_numbers.booleans_refused(project, "The project").full_clean()
         project.save()
         if document.get("learner"):
             learner = document["learner"]
@@ -337,6 +334,7 @@ def _import(archive: BinaryIO, user, name: str | None, stored: list[str]) -> Pro
         classes = _classes(project, document["classes"])
         images = _images(project, zipped, document["images"], classes, user, users, limits, stored)
         _annotations(document["annotations"], images, classes, users)
+        archive_tags.tags_import(document, project, images, classes, check=_checked, time=_time)
         _taxonomy(project, document["taxonomy"], classes, users, document["version"])
         _versions(project, zipped, document["model_versions"], classes, users, stored)
     except KeyError as error:
@@ -363,14 +361,14 @@ class _Made:
         self.rows: dict = {}
 
     def add(self, ref, row) -> None:
-        if not isinstance(ref, int) or ref in self.rows:
+        if not archive_numbers.whole_number(ref) or ref in self.rows:
             raise ValidationError(f"The archive holds {self.kind} {ref!r} twice or unnumbered.")
         self.rows[ref] = row
 
     def __getitem__(self, ref):
         if ref is None:
             return None
-        if not isinstance(ref, int) or ref not in self.rows:
+        if not archive_numbers.whole_number(ref) or ref not in self.rows:
             raise ValidationError(
                 f"The archive refers to {self.kind} {ref!r}, which it does not define."
             )
@@ -386,6 +384,7 @@ def _checked(instance: models.Model, what: str) -> models.Model:
         for f in instance._meta.concrete_fields
         if f.is_relation or isinstance(f, models.JSONField | models.FileField)
     ]
+    archive_numbers.booleans_refused(instance, what)
     try:
         instance.clean_fields(exclude=exclude)
     except ValidationError as error:
@@ -432,6 +431,7 @@ def _classes(project: Project, rows: Iterable[dict]) -> _Made:
     created = _Made("class")
     for row in rows:
         label_class = LabelClass(project=project, **{f: row[f] for f in CLASS_FIELDS})
+        archive_numbers.booleans_refused(label_class, f"Class {row['name']!r}")
         try:
             label_class.full_clean(validate_constraints=False)
         except ValidationError as error:

@@ -16,7 +16,6 @@ its JSON cannot be used or no image could be read, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import onnxruntime
 from PIL import Image
 
+from labeling.csv_cells import csv_writer
 from models_app.ml.preprocess import InputConfig, preprocess
 
 MANIFEST_FORMAT = "labelloop-model"
@@ -249,7 +249,7 @@ def write_csv(path: Path, manifest: Manifest, rows: list[dict], skipped: list[Sk
     """Single-label: file, class, class_id, confidence, top_k ("name:p;name:p"), error.
     Tags: file, tags (those present, ";"-joined), one probability column per tag, error."""
     with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
+        writer = csv_writer(out)  # names a spreadsheet would run as formulas are quoted
         if manifest.kind == "multi":
             writer.writerow(["file", "tags", *manifest.class_names, "error"])
             for row in rows:

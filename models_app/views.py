@@ -46,7 +46,13 @@ def _dashboard_context(request: HttpRequest, project, settings_form=None) -> dic
     elif active and active.metrics.get("test"):
         names = selectors.class_names(version=active)
         context["class_names"] = names
-        context["per_class"] = zip(names, active.metrics["test"]["per_class"], strict=True)
+        per_class = active.metrics["test"]["per_class"]
+        context["per_class"] = zip(names, per_class, strict=True)
+        # Macro-F1 is over the classes the test split holds: say which it lacks, whose
+        # rows have no recall or F1 (the table showed 0.00 beside a higher mean).
+        context["absent_classes"] = [
+            n for n, row in zip(names, per_class, strict=True) if not row["support"]
+        ]
         context["confusion_svg"] = charts.confusion_svg(active.metrics["test"]["confusion"], names)
     if active and not active.is_multi_label:
         context["merge_hints"] = selectors.merge_hints(version=active)

@@ -44,6 +44,8 @@ SCOPE = [
     "labeling.models.xǁImageǁsecond_draw_for__*",
     "models_app.services.splits.*",
     "models_app.archive.*",
+    "models_app.archive_tags.*",
+    "models_app.archive_numbers.*",
 ]
 SLOTS = 8  # as many as scripts/mutation_pytest.py may hand out
 KILLED = {"killed", "timeout", "caught by type check"}

@@ -2,15 +2,17 @@
 pyproject's [tool.mutmut]); `make test` never loads it.
 
 mutmut runs one short pytest session per mutant, two at a time, each forked from one
-process that has imported everything. Three things keep those sessions quick and apart:
+process that has imported everything. What keeps those sessions quick and apart:
 
 - each session takes a free slot (a file lock) and with it its own test database, so
   two mutants' tests never wait on each other's rows or flush each other's tables;
 - the first session in a slot builds its test database; the later ones only point
   Django at it (pytest-django's setup checks every table again: a third of a short
   session);
-- the tests of a mutant run fastest first (durations from mutmut's own stats), so a
-  killed mutant stops early;
+- the tests of a mutant run in the order most likely to stop early: first those that
+  killed the most earlier mutants of the same function in this run (each session
+  appends its killing test to `.mutation-kills`), then of the same module, then the
+  fastest first (durations from mutmut's own stats);
 - the forking process, once collection is done, runs what the libraries load lazily on
   first use (torch's optimisers pull in some 900 modules, 1.6 s of CPU) and freezes its
   objects, so the garbage collector never walks (and copies) the inherited heap.
@@ -93,14 +95,59 @@ def _transactional(item: pytest.Item) -> bool:
     return "transactional_db" in getattr(item, "fixturenames", ())
 
 
+KILLS = Path(".mutation-kills")  # one line per killed mutant: "<function> <test id>"
+
+
+def _mutant_function() -> str | None:
+    """The function whose mutant this session tests (None in mutmut's own passes)."""
+    name = os.environ.get("MUTANT_UNDER_TEST", "")
+    return name.rsplit("__mutmut_", 1)[0] if "__mutmut_" in name else None
+
+
+def _kills(function: str) -> tuple[dict[str, int], dict[str, int]]:
+    """How often each test killed a mutant of `function`, and of its module, so far."""
+    module = function.rsplit(".", 1)[0] + "."
+    by_function: dict[str, int] = {}
+    by_module: dict[str, int] = {}
+    if not KILLS.exists():
+        return by_function, by_module
+    for line in KILLS.read_text().splitlines():
+        killed, _, test = line.partition(" ")
+        if killed.startswith(module):
+            by_module[test] = by_module.get(test, 0) + 1
+            if killed == function:
+                by_function[test] = by_function.get(test, 0) + 1
+    return by_function, by_module
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    function = _mutant_function()
+    if function and report.failed:
+        # One short write with O_APPEND: two sessions' lines never interleave.
+        descriptor = os.open(KILLS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(descriptor, f"{function} {report.nodeid}\n".encode())
+        finally:
+            os.close(descriptor)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     stats = Path("mutmut-stats.json")
     if not stats.exists():
         return
     durations = json.loads(stats.read_text()).get("duration_by_test", {})
+    function = _mutant_function()
+    by_function, by_module = _kills(function) if function else ({}, {})
     # Tests that commit and flush stay after the others, as pytest-django orders them.
-    items.sort(key=lambda item: (_transactional(item), durations.get(item.nodeid, 0.0)))
+    items.sort(
+        key=lambda item: (
+            _transactional(item),
+            -by_function.get(item.nodeid, 0),
+            -by_module.get(item.nodeid, 0),
+            durations.get(item.nodeid, 0.0),
+        )
+    )
 
 
 def _warm_up() -> None:

@@ -29,7 +29,7 @@ from feedback.models import (
     TagSuspect,
 )
 from labeling import access
-from labeling.api.serializers import FileResultOutput, ImageOutput, validated
+from labeling.api.serializers import FileResultOutput, ImageOutput, NumberField, validated
 from labeling.models import Project
 
 
@@ -388,15 +388,6 @@ class ReviewDecisionApi(APIView):
         return Response(ImageOutput(image, context={"request": request}).data)
 
 
-class ThresholdField(serializers.FloatField):
-    """A number: a JSON true or false is not one (Python would take it for 1 or 0)."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class FeedbackSettingsOutput(serializers.ModelSerializer):
     class Meta:
         model = FeedbackSettings
@@ -404,7 +395,7 @@ class FeedbackSettingsOutput(serializers.ModelSerializer):
 
 
 class FeedbackSettingsInput(serializers.Serializer):
-    uncertain_below = ThresholdField(
+    uncertain_below = NumberField(
         min_value=0.0,
         max_value=1.0,
         help_text="A confidence from 0 to 1: predictions less confident than this join "

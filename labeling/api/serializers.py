@@ -8,6 +8,15 @@ from rest_framework import serializers
 from labeling.models import Annotation, Image, LabelClass
 
 
+class NumberField(serializers.FloatField):
+    """A number: a JSON true or false is not one (Python would take it for 1 or 0)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def validated(serializer_class: type[serializers.Serializer], data) -> dict:
     """The input validated by `serializer_class`; a 400 with field errors otherwise."""
     serializer = serializer_class(data=data)

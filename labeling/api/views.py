@@ -19,6 +19,7 @@ from labeling.api.serializers import (
     FileResultOutput,
     ImageOutput,
     LabelClassOutput,
+    NumberField,
     validated,
 )
 from labeling.models import ClassSplit, Image, Membership, Project
@@ -337,7 +338,7 @@ class SplitAssignApi(APIView):
 
 
 class SplitAcceptInput(serializers.Serializer):
-    min_confidence = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.0)
+    min_confidence = NumberField(min_value=0.0, max_value=1.0, default=0.0)
     images = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, min_length=1
     )

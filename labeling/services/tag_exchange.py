@@ -2,6 +2,10 @@
 (1 present, 0 absent, empty not looked at) or JSON lines (`{"image", "sha256", "split",
 "tags": {name: true/false}}`, a tag not looked at left out).
 
+In the CSV a tag or image name that a spreadsheet would run as a formula (starting with
+=, +, -, @, a tab or a carriage return) is written after a single quote, and the import
+takes that quote off again (`labeling.csv_cells`), so the round trip is exact.
+
 The export is a read; it lives here beside the import so the two formats are written
 and parsed in one place, and a round trip is one module's promise.
 """
@@ -18,6 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from labeling.csv_cells import csv_writer, unescaped
 from labeling.models import Image, LabelClass, Project, TagAnnotation
 from labeling.services.projects import project_require_kind
 from labeling.services.tags import _current, _mark_tagged, _tags, _write
@@ -58,7 +63,7 @@ def project_tags_export(*, project: Project, file_format: str = "csv") -> str:
     tags = _tags(project)
     out = io.StringIO()
     if file_format == "csv":
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv_writer(out, lineterminator="\n")
         writer.writerow([*FIXED_COLUMNS, *(t.name for t in tags)])
         for image, states in _export_rows(project):
             cells = [
@@ -147,7 +152,7 @@ def _unknown_tags(found: set[str], known: set[str], where: str, errors: _Errors)
 
 def _parse_csv(text: str, known: set[str], errors: _Errors) -> list[_Row]:
     reader = csv.reader(io.StringIO(text))
-    header = [h.strip() for h in next(reader, [])]
+    header = [unescaped(h).strip() for h in next(reader, [])]
     if not header or not ({"image", "sha256"} & set(header)):
         errors.add('Line 1: the header needs an "image" or a "sha256" column, then the tags.')
         return []
@@ -170,9 +175,8 @@ def _parse_csv(text: str, known: set[str], errors: _Errors) -> list[_Row]:
             state = _state(record[column], line=line, column=column, errors=errors)
             if state is not None:
                 states[column] = state
-        rows.append(
-            _Row(line, record.get("image", "").strip(), record.get("sha256", "").strip(), states)
-        )
+        name = unescaped(record.get("image", "")).strip()
+        rows.append(_Row(line, name, record.get("sha256", "").strip(), states))
     return rows
 
 

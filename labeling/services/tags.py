@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from labeling.models import Image, LabelClass, Project, TagAnnotation
@@ -163,13 +162,44 @@ def images_tag_set(
     return changed
 
 
+def _before(row: TagAnnotation, history: dict[int, TagAnnotation]) -> TagAnnotation | None:
+    """The row of the same image and tag just before `row`, from the image's `history`
+    (every row of it, by id)."""
+    earlier = [
+        h
+        for h in history.values()
+        if h.tag_id == row.tag_id and (h.created_at, h.pk) < (row.created_at, row.pk)
+    ]
+    return max(earlier, key=lambda h: (h.created_at, h.pk)) if earlier else None
+
+
+def _origin(row: TagAnnotation, history: dict[int, TagAnnotation]) -> TagAnnotation | None:
+    """The judgement `row` carries: itself, or for an undo row the row it put back (the
+    one before the row it reverts, followed through earlier undos), or None where it put
+    back "not looked at"."""
+    origin: TagAnnotation | None = row
+    while origin is not None and origin.action == Action.UNDO:
+        origin = _before(history[origin.reverts_id], history)
+    return origin
+
+
+def _save_standing(history: dict[int, TagAnnotation], undone: Iterable[TagAnnotation]) -> bool:
+    """Whether a full save in the image's `history` has not been undone: no undo has
+    reverted a row of it (`undone`: the rows the undo in progress reverts)."""
+    reverted = {h.reverts_id for h in history.values() if h.reverts_id} | {r.pk for r in undone}
+    saves = {h.save_id for h in history.values() if h.action == Action.SAVE}
+    return bool(saves - {history[pk].save_id for pk in reverted})
+
+
 @transaction.atomic
 def image_tags_undo_last(*, project: Project, annotator: AbstractBaseUser) -> Image | None:
     """Undo the newest save (or grid change) of tags by `annotator` in `project` that is
     still in force: every tag it wrote goes back to its state before, or to "not looked
-    at". New rows record the undo. The image counts as labeled only while a full save of
-    its tags remains in force, and is reserved for the annotator to tag again. Returns
-    the image, or None when there is nothing to undo."""
+    at", including a tag whose state from it a later save's undo had put back (else an
+    image with every save undone would keep that state and still count as tagged). New
+    rows record the undo. The image counts as labeled only while a full save of its
+    tags stands that no undo has taken back, and is reserved for the annotator to tag
+    again. Returns the image, or None when there is nothing to undo."""
     last = (
         TagAnnotation.objects.select_for_update()
         .filter(
@@ -185,17 +215,15 @@ def image_tags_undo_last(*, project: Project, annotator: AbstractBaseUser) -> Im
         return None
     image = Image.objects.select_for_update().get(pk=last.image_id)
     current = _current(image)
-    undone = [row for row in current.values() if row.save_id == last.save_id]
+    history = {row.pk: row for row in TagAnnotation.objects.filter(image=image)}
+    origins = {tag_id: _origin(row, history) for tag_id, row in current.items()}
     states, reverts = {}, {}
-    for row in undone:
-        before = (
-            TagAnnotation.objects.filter(image=image, tag_id=row.tag_id)
-            .filter(Q(created_at__lt=row.created_at) | Q(created_at=row.created_at, id__lt=row.id))
-            .order_by("-created_at", "-id")
-            .first()
-        )
-        states[row.tag_id] = before.state if before else State.UNSET
-        reverts[row.tag_id] = row
+    for tag_id, origin in origins.items():
+        if origin is None or origin.save_id != last.save_id:
+            continue
+        before = _before(origin, history)
+        states[tag_id] = before.state if before else State.UNSET
+        reverts[tag_id] = origin
     _write(
         image=image,
         states=states,
@@ -204,16 +232,7 @@ def image_tags_undo_last(*, project: Project, annotator: AbstractBaseUser) -> Im
         action=Action.UNDO,
         reverts=reverts,
     )
-    # Undo goes newest first, so a save still standing is one no undo has reverted.
-    image.tagged = (
-        TagAnnotation.objects.filter(image=image, action=Action.SAVE)
-        .exclude(
-            pk__in=TagAnnotation.objects.filter(image=image, reverts__isnull=False).values(
-                "reverts_id"
-            )
-        )
-        .exists()
-    )
+    image.tagged = _save_standing(history, undone=reverts.values())
     image.reserved_by = annotator
     image.reserved_until = timezone.now() + reservation_length()
     image.save(update_fields=["tagged", "reserved_by", "reserved_until"])

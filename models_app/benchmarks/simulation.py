@@ -143,6 +143,7 @@ def simulate(
                 n_classes=len(seen),
                 batch_size=budgets[step + 1] - budget,
                 seed=labels_seed((pool.digests[i], pool.names[pool.y[i]]) for i in train),
+                class_counts=np.bincount(np.searchsorted(seen, pool.y[train]), minlength=len(seen)),
             )
     return Curve(scores, picks, labels_to_find_all(pool.y[picks], len(pool.names)))
 

@@ -23,9 +23,10 @@ STRATEGIES = (
     "cluster_margin",
 )
 UNCERTAINTY = {"least_confidence", "margin", "entropy", "cluster_margin"}
-# "auto" picks typical points of uncovered clusters until the project has this many
-# labels per class, then the smallest margins. Chosen with `bench_active_learning`, where
-# margin beat cluster-margin from 200 labels on and TypiClust led below 100.
+# "auto" spreads its picks (`spread`) until the project has this many labels per class,
+# then takes the smallest margins class by class, fewest labels first (`class_balanced`).
+# Chosen with `bench_active_learning` (README): on the long tail it found the rare
+# classes far sooner than TypiClust-then-margin, and kept the balanced scenario's lead.
 COLD_START_LABELS_PER_CLASS = 5
 
 
@@ -38,6 +39,7 @@ def rank(
     n_classes: int = 2,
     batch_size: int = 50,
     seed: int | None = None,
+    class_counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """The priority of every row of `embeddings` under `strategy` (higher: ask sooner).
 
@@ -53,7 +55,14 @@ def rank(
     labeled = np.asarray(labeled, dtype=bool)
     if strategy == "auto":
         cold = proba is None or labeled.sum() < COLD_START_LABELS_PER_CLASS * n_classes
-        strategy = "typiclust" if cold else "margin"
+        if cold:
+            return spread(embeddings, labeled, batch_size, seed=seed)
+        if class_counts is None:
+            return margin(proba)
+        pool = np.flatnonzero(~labeled)
+        priority = np.zeros(len(embeddings))
+        priority[pool] = class_balanced(proba[pool], class_counts, batch_size)
+        return priority
     if strategy == "typiclust":
         return typiclust(embeddings, labeled, batch_size, seed=seed)
     if strategy == "random" or proba is None:
@@ -141,10 +150,7 @@ def typiclust(
     priority = np.full(len(x), -np.inf)
     pool = np.flatnonzero(~labeled)
     # Everything unpicked ranks by typicality, below every pick.
-    typical = np.zeros(len(x))
-    for c in np.unique(clusters):
-        members = np.flatnonzero(clusters == c)
-        typical[members] = typicality(x[members])
+    typical = _typical_by_cluster(x, clusters)
     priority[pool] = typical[pool] / (typical[pool].max() + 1e-8)
     order = sorted(
         (c for c in range(len(sizes)) if sizes[c] and c not in covered), key=lambda c: -sizes[c]
@@ -190,4 +196,110 @@ def cluster_margin(
                 picked.append(queue.pop(0))
     for rank, item in enumerate(picked):
         priority[item] = 2.0 + len(picked) - rank
+    return priority
+
+
+def _typical_by_cluster(x: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    typical = np.zeros(len(x))
+    for c in np.unique(clusters):
+        members = np.flatnonzero(clusters == c)
+        typical[members] = typicality(x[members])
+    return typical
+
+
+def spread(
+    embeddings: np.ndarray,
+    labeled: np.ndarray,
+    budget: int,
+    *,
+    seed: int = 0,
+    clusters_per_pick: float = 4.0,
+    size_power: float = 0.0,
+    max_clusters: int = 500,
+) -> np.ndarray:
+    """A cold start that spreads its picks over the embedding space, so that a small
+    class apart from the others is seen early: cluster into `clusters_per_pick` times as
+    many clusters as there will be labels (small groups get clusters of their own), take
+    the most typical point of each cluster holding no label, and pick among those
+    farthest-first: each pick the candidate farthest from every label and earlier pick
+    (its distance times its cluster's size to `size_power`). With no label yet the first
+    pick is the largest cluster's.
+
+    The first `budget` picks rank highest, in pick order; the rest of the pool ranks
+    below by typicality in its cluster; labeled rows get -inf."""
+    x = _unit(embeddings)
+    labeled = np.asarray(labeled, dtype=bool)
+    k = min(int(round((int(labeled.sum()) + budget) * clusters_per_pick)), max_clusters)
+    clusters = _kmeans(x, k, seed)
+    typical = _typical_by_cluster(x, clusters)
+    pool = np.flatnonzero(~labeled)
+    priority = np.full(len(x), -np.inf)
+    priority[pool] = typical[pool] / (typical[pool].max() + 1e-8)
+    covered = set(clusters[labeled].tolist())
+    sizes = np.bincount(clusters)
+    candidates = []
+    for c in range(len(sizes)):
+        members = pool[clusters[pool] == c]
+        if c not in covered and len(members):
+            candidates.append(members[np.argmax(typical[members])])
+    if not candidates:
+        return priority
+    candidates = np.asarray(candidates)
+    weight = sizes[clusters[candidates]].astype(float) ** size_power
+    if labeled.any():
+        gaps = np.linalg.norm(x[candidates, None] - x[None, labeled], axis=2).min(axis=1)
+    else:
+        gaps = np.where(sizes[clusters[candidates]] == sizes.max(), np.inf, 1.0)
+    for step in range(min(budget, len(candidates))):
+        best = int(np.argmax(gaps * weight))
+        priority[candidates[best]] = 1.0 + budget - step
+        gaps = np.minimum(gaps, np.linalg.norm(x[candidates] - x[candidates[best]], axis=1))
+        gaps[best] = -np.inf
+    return priority
+
+
+def class_balanced(
+    proba: np.ndarray,
+    class_counts: np.ndarray,
+    batch_size: int,
+    *,
+    share: float = 1.0,
+) -> np.ndarray:
+    """Uncertain items for the classes with fewest labels: `share` of the batch goes to
+    the classes one at a time, each time to the class with the fewest labels counting
+    those already given it (water-filling), which gets its smallest-margin item among
+    those the model predicts as it; the rest of the batch is the smallest margins.
+    Priorities: picks above 2, in pick order; the rest by margin."""
+    uncertainty = margin(proba)
+    priority = uncertainty.copy()
+    predicted = proba.argmax(axis=1)
+    queues = [
+        list(
+            np.flatnonzero(predicted == c)[np.argsort(-uncertainty[predicted == c], kind="stable")]
+        )
+        for c in range(proba.shape[1])
+    ]
+    level = np.asarray(class_counts, dtype=float).copy()
+    taken = np.zeros(len(proba), dtype=bool)
+    picked: list[int] = []
+    for _ in range(min(int(round(share * batch_size)), len(proba))):
+        while True:
+            c = int(np.argmin(level))
+            if np.isinf(level[c]):
+                break
+            while queues[c] and taken[queues[c][0]]:
+                queues[c].pop(0)
+            if queues[c]:
+                break
+            level[c] = np.inf
+        if np.isinf(level[c]):
+            break
+        item = queues[c].pop(0)
+        taken[item] = True
+        picked.append(item)
+        level[c] += 1
+    rest = [i for i in np.argsort(-uncertainty, kind="stable") if not taken[i]]
+    picked += rest[: max(0, batch_size - len(picked))]
+    for position, item in enumerate(picked):
+        priority[item] = 2.0 + len(picked) - position
     return priority

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from labeling.models import Image, Project
+from labeling.selectors import project_counts
 from labeling.services import Suggestion, image_suggestions_write
 from models_app.ml.head import (
     predict_proba,
@@ -43,10 +44,11 @@ def queue_rank(
     pool_ids = embeddings.ids[~labeled].tolist()
     if not pool_ids:
         return 0
-    proba = None
+    proba = class_counts = None
     if proba_for is not None:
         proba = np.zeros((len(labeled), len(class_ids)), dtype=np.float32)
         proba[~labeled] = proba_for(pool_ids)
+        class_counts = label_counts(project=project, class_ids=class_ids)
     priority = rank(
         learner.strategy,
         embeddings=embeddings.matrix,
@@ -55,6 +57,7 @@ def queue_rank(
         n_classes=len(class_ids) if class_ids else project.classes.filter(is_active=True).count(),
         batch_size=learner.retrain_every or 50,
         seed=seed,
+        class_counts=class_counts,
     )[~labeled]
     if proba is None:
         suggestions = [
@@ -75,6 +78,14 @@ def queue_rank(
             for i, pk in enumerate(pool_ids)
         ]
     return image_suggestions_write(project=project, suggestions=suggestions)
+
+
+def label_counts(*, project: Project, class_ids: list[int]) -> np.ndarray:
+    """How many images of `project` carry each of `class_ids`, in that order (the
+    project's own per-class counts): what a class-aware strategy reads as the classes
+    with few labels."""
+    counts = {c.label_class.pk: c.count for c in project_counts(project=project).per_class}
+    return np.asarray([counts.get(pk, 0) for pk in class_ids], dtype=np.int64)
 
 
 def ranking_seed(*, project: Project) -> int:

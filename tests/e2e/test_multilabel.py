@@ -32,7 +32,7 @@ def test_owner_creates_a_tag_project_and_tags_images_by_keyboard(page, tmp_path)
 
     for name in ("striped", "leather", "rounded"):
         page.locator("#class-create").get_by_label("Name").fill(name)
-        page.get_by_role("button", name="Add class").click()
+        page.get_by_role("button", name="Add tag").click()
         expect(counter(page, f"class-{name}")).to_have_text("0")
     files = []
     for i in range(3):

@@ -62,3 +62,46 @@ def test_a_curator_downloads_tags_and_imports_a_good_file_then_a_bad_one(page, t
     expect(messages).to_contain_text("Line 2, column \"striped\": 'sometimes' is not 1, 0")
     assert stored(second) == {}
     assert stored(first) == {"striped": "present", "leather": "absent"}
+
+
+def test_tag_names_a_spreadsheet_would_run_go_out_quoted_and_come_back_exactly(page, tmp_path):
+    """A tag named like a formula: quoted in the downloaded CSV, read back unquoted by
+    another project's import form; a quoted unknown tag is refused under its own name."""
+    owner = UserFactory(username="olivia")
+    link = '=HYPERLINK("http://evil.example","click")'
+
+    def shop(name):
+        project = services.project_create(name=name, user=owner, kind="multi")
+        tags = [services.label_class_create(project=project, name=n) for n in (link, "-1")]
+        return project, tags, add_images(project, owner, 2)
+
+    source, tags, images = shop("Source")
+    services.image_tags_set(image=images[0], present=[tags[0].pk], annotator=owner)
+    services.image_tags_set(image=images[1], present=[tags[1].pk], annotator=owner)
+    target, _, copies = shop("Target")
+    log_in(page, owner)
+    page.goto(f"/projects/{source.pk}/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export tags (CSV)").click()
+    text = download.value.path().read_text()
+    assert (
+        text.splitlines()[0]
+        == 'image,sha256,split,"\'=HYPERLINK(""http://evil.example"",""click"")",\'-1'
+    )
+
+    page.goto(f"/projects/{target.pk}/")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"image,sha256,'=other\nimg0.png,{copies[0].content_hash},1\n")
+    page.set_input_files("#tags-import-input", bad)
+    page.get_by_role("button", name="Import tags").click()
+    expect(page.locator(".messages")).to_contain_text("Nothing was imported from bad.csv")
+    expect(page.locator(".messages")).to_contain_text("'=other' is not a tag of this project")
+    assert not TagAnnotation.objects.filter(image__project=target).exists()
+
+    good = tmp_path / "tags.csv"
+    good.write_text(text)
+    page.set_input_files("#tags-import-input", good)
+    page.get_by_role("button", name="Import tags").click()
+    expect(page.locator(".messages")).to_contain_text("Read 2 images: 4 tag states written on 2")
+    assert [stored(c) for c in copies] == [stored(i) for i in images]
+    assert stored(copies[0]) == {link: "present", "-1": "absent"}

@@ -66,7 +66,7 @@ def test_tags_are_merged_undone_and_split_from_the_classes_page(page):
 
     # A tag's split: one name refused, then two.
     split = page.locator("#split-form")
-    split.get_by_label("Class").select_option(label="rounded")
+    split.get_by_label("Tag").select_option(label="rounded")
     split.get_by_label("Into").fill("round")
     split.get_by_role("button", name="Start splitting").click()
     split = page.locator("#split-form")

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from labeling import services
 from labeling.models import Image
-from tests.conftest import add_images
+from tests.conftest import add_images, no_index_scans
 
 
 def _set(images, **fields):
@@ -210,3 +210,56 @@ def test_a_caller_never_waits_for_the_rows_another_is_reserving(
     leftover, best = first[:2]
     assert (leftover, first[2]) == (images[0], True), "the second caller waited"
     assert not {leftover.pk, best.pk} & {i.pk for i in second}
+
+
+@pytest.mark.django_db
+def test_others_held_out_reservations_send_the_next_picks_to_the_strategy(
+    project, half_held_out, reviewer, annotator
+):
+    held, ranked = half_held_out
+    # The reviewer holds two held-out images (the ranked ones kept from it).
+    assert _serve(project, reviewer, 2, exclude_ids=[i.pk for i in ranked]) == held[:2]
+    # Two held out of two served: 2 < 0.5 x 3 is false, and so is 2 < 0.5 x 4.
+    assert _serve(project, annotator, 2) == ranked[:2]
+
+
+@pytest.mark.django_db
+def test_asked_for_more_than_there_is_every_image_is_served_and_held(project, six, annotator):
+    assert _serve(project, annotator, 8) == six
+    held = Image.objects.filter(reserved_by=annotator, reserved_until__gt=timezone.now())
+    assert held.count() == 6
+
+
+def _moved_to_the_end_of_the_table(image):
+    """Rewrite the row twice, changing an indexed column and back: PostgreSQL stores
+    each new version after the others (and indexes it anew), so a scan meets it last,
+    and only an explicit tie-break by id still serves the rows in id order."""
+    draw = Image.objects.get(pk=image.pk).draw
+    Image.objects.filter(pk=image.pk).update(draw=draw + 1.0)
+    Image.objects.filter(pk=image.pk).update(draw=draw)
+
+
+# Which of two tied rows is rewritten last: whatever order a scan or a sort leaves
+# ties in, one of the two differs from id order unless the query breaks ties by id.
+@pytest.mark.parametrize("moved", [0, 1])
+@pytest.mark.django_db
+def test_equal_draws_are_served_oldest_first(project, half_held_out, annotator, moved):
+    held, ranked = half_held_out
+    _set(held[:2], draw=0.15)
+    _set(ranked[:2], draw=0.65, priority=10.0)
+    for image in (held[moved], ranked[moved]):
+        _moved_to_the_end_of_the_table(image)
+    no_index_scans()
+    assert _serve(project, annotator, 4) == [held[0], ranked[0], held[1], ranked[1]]
+
+
+@pytest.mark.parametrize("moved", [0, 1])
+@pytest.mark.django_db
+def test_held_images_ending_at_the_same_time_are_served_oldest_first(
+    project, six, annotator, moved
+):
+    until = timezone.now() + timedelta(minutes=3)
+    _set(six[2:4], reserved_by=annotator, reserved_until=until)
+    _moved_to_the_end_of_the_table(six[2 + moved])
+    no_index_scans()
+    assert _serve(project, annotator, 2) == six[2:4]

@@ -473,3 +473,34 @@ def test_annotators_are_matched_by_username_where_they_exist(small_project, outs
     )
     # The personas exist on this server, so every label keeps its annotator.
     assert annotators == {"anna-annotator", "olivia-owner", "rita-reviewer"}
+
+
+@pytest.mark.django_db
+def test_merged_and_split_classes_in_the_log_come_back_by_name(project, owner, outsider):
+    cat, dog, fox = (
+        labeling_services.label_class_create(project=project, name=n, actor=owner)
+        for n in ("cat", "dog", "fox")
+    )
+    labeling_services.label_class_merge(
+        project=project, classes=[cat, dog], name="pet", actor=owner
+    )
+    labeling_services.label_class_split_start(label_class=fox, names=["red", "grey"], actor=owner)
+    LearnerSettings.objects.create(project=project)  # stored() reads it
+    before = stored(project)["taxonomy"]
+    # The log's lists of classes (a merge's sources, a split's targets) name classes.
+    assert any('"sources": ["cat", "dog"]' in row[2] for row in before)
+    assert any('"targets": ["red", "grey"]' in row[2] for row in before)
+    # The merge's and the split's own records do not travel (nor their ids).
+    expected = [
+        (
+            *row[:2],
+            json.dumps(_without(json.loads(row[2]), "merge", "split"), sort_keys=True),
+            *row[3:],
+        )
+        for row in before
+    ]
+    assert stored(imported(exported(project), outsider))["taxonomy"] == expected
+
+
+def _without(details: dict, *keys: str) -> dict:
+    return {key: value for key, value in details.items() if key not in keys}

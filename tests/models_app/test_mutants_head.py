@@ -156,7 +156,7 @@ def test_given_statistics_are_used_instead_of_the_training_sets():
     assert head.feature_scale.tolist() == [2.0, 2.0, 2.0]
 
 
-def test_no_training_examples_is_refused():
+def test_no_training_examples_is_refused_for_a_class_head():
     with pytest.raises(ValueError, match="no training examples"):
         train_head(np.zeros((0, 3), np.float32), np.zeros(0, int), 2)
 
@@ -364,3 +364,126 @@ def test_the_temperature_follows_the_documented_steps(sizes):
     assert got == pytest.approx(
         _calibrated_by_hand(x.astype(np.float32), y, n_classes, seed=3), abs=1e-6
     )
+
+
+def _trained_by_hand(x, y, n_classes, x_val=None, y_val=None, *, lr=3e-3):
+    """train_head's documented steps, its defaults written out here: weight decay 1e-3,
+    batches of 256, at most 200 epochs but about 600 steps (never under 20 epochs),
+    patience 10, seed 0; AdamW on a class-weighted cross-entropy, each epoch's order
+    from a generator of the seed, the model built after seeding torch with it; with two
+    or more validation labels, a stop after 10 epochs without an improvement of more
+    than 1e-4 in validation loss, keeping the best epoch's weights."""
+    decay, batch, max_epochs, patience, seed = 1e-3, 256, 200, 10, 0
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    stats = feature_stats(x)
+    xt, yt = _prepare(stats, x), torch.as_tensor(y, dtype=torch.long)
+    model = _module("linear", x.shape[1], n_classes)
+    weights = torch.as_tensor(class_weights(y, n_classes))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=decay)
+    epochs = max(20, min(max_epochs, math.ceil(600 / math.ceil(len(x) / batch))))
+    validate = y_val is not None and len(y_val) >= 2
+    best, kept, best_epoch, waited = math.inf, None, epochs, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch):
+            rows = order[start : start + batch]
+            optimiser.zero_grad()
+            loss_fn(model(xt[rows]), yt[rows]).backward()
+            optimiser.step()
+        if not validate:
+            continue
+        model.eval()
+        with torch.no_grad():
+            val_x, val_y = _prepare(stats, x_val), torch.as_tensor(y_val, dtype=torch.long)
+            loss = torch.nn.functional.cross_entropy(model(val_x), val_y).item()
+        if loss < best - 1e-4:
+            best, best_epoch, waited = loss, epoch, 0
+            kept = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if waited == patience:
+                break
+    if kept is not None:
+        model.load_state_dict(kept)
+    return {k: v.detach() for k, v in model.state_dict().items()}, best_epoch
+
+
+def _three_classes(sizes, seed, spread):
+    rng = np.random.default_rng(seed)
+    x = np.vstack([np.eye(3)[c] + rng.normal(0, spread, (n, 3)) for c, n in enumerate(sizes)])
+    return x.astype(np.float32), np.repeat(np.arange(3), sizes)
+
+
+def _same_as_by_hand(head, by_hand):
+    state, epochs = by_hand
+    assert head.epochs == epochs
+    assert set(head.state) == set(state)
+    for key in state:
+        assert torch.equal(head.state[key], state[key]), key
+
+
+def test_with_its_defaults_the_head_trains_by_the_documented_steps():
+    # 300 examples: two batches an epoch (256 and 44), 200 epochs; classes of uneven size.
+    x, y = _three_classes((150, 100, 50), seed=11, spread=0.6)
+    _same_as_by_hand(train_head(x, y, 3), _trained_by_hand(x, y, 3))
+
+
+def test_early_stopping_follows_the_documented_steps():
+    # Overlapping classes and a quick rate: the validation loss wanders, so when the
+    # run stops, and which epoch it keeps, depend on the patience and the margin.
+    x, y = _three_classes((20, 20, 20), seed=12, spread=0.9)
+    x_val, y_val = _three_classes((10, 10, 10), seed=13, spread=0.9)
+    head = train_head(x, y, 3, x_val=x_val, y_val=y_val, lr=0.2)
+    assert 1 < head.epochs < 200
+    _same_as_by_hand(head, _trained_by_hand(x, y, 3, x_val, y_val, lr=0.2))
+    # Two validation labels are enough to stop on.
+    head = train_head(x, y, 3, x_val=x_val[:2], y_val=y_val[:2], lr=0.2)
+    _same_as_by_hand(head, _trained_by_hand(x, y, 3, x_val[:2], y_val[:2], lr=0.2))
+
+
+# Data whose validation loss, after the run stops, improves again later (seed 14), by
+# less than the 1e-4 margin (35), or in the epoch after the patience runs out (272): the
+# stop and the epoch kept then depend on each of those rules.
+@pytest.mark.parametrize("seed, lr", [(14, 0.2), (35, 0.2), (272, 0.5)])
+def test_the_stop_and_the_epoch_kept_follow_the_documented_rules(seed, lr):
+    x, y = _three_classes((20, 20, 20), seed=seed, spread=0.9)
+    x_val, y_val = _three_classes((10, 10, 10), seed=seed + 1, spread=0.9)
+    head = train_head(x, y, 3, x_val=x_val, y_val=y_val, lr=lr)
+    _same_as_by_hand(head, _trained_by_hand(x, y, 3, x_val, y_val, lr=lr))
+
+
+def test_validation_features_without_their_labels_are_not_a_validation_set():
+    x, y = two_groups()
+    alone = train_head(x, y, 2, max_epochs=20)
+    for head in (
+        train_head(x, y, 2, x_val=x[:4], max_epochs=20),
+        train_head(x, y, 2, y_val=y[:4], max_epochs=20),
+    ):
+        assert head.epochs == 20
+        assert torch.equal(head.state["weight"], alone.state["weight"])
+
+
+def test_no_training_examples_is_refused_in_those_words():
+    with pytest.raises(ValueError, match=r"^no training examples$"):
+        train_head(np.zeros((0, 3), np.float32), np.zeros(0, int), 2)
+
+
+def test_the_default_calibration_seed_is_zero():
+    # Classes apart enough for a temperature inside its bounds (5.3 with seed 0, 8.4
+    # with seed 1); at a spread of 0.5 every seed gave the upper bound, 20.
+    x, y = _three_classes((10, 8, 6), seed=14, spread=0.2)
+    got = calibration_temperature(x, y, 3, stats=feature_stats(x), max_epochs=20)
+    assert got == pytest.approx(_calibrated_by_hand(x, y, 3, seed=0), abs=1e-6)
+
+
+def test_self_training_with_validation_features_but_no_labels_calibrates_on_training():
+    x, y = two_groups(n_each=12, seed=6)
+    pool, _ = two_groups(n_each=4, seed=8)
+    head = train_head_self(x, y, 2, x_pool=pool, x_val=x[:3], max_epochs=20)
+    stats = feature_stats(np.concatenate([x, pool]))
+    expected = calibration_temperature(x, y, 2, stats=stats, max_epochs=20)
+    assert expected != 1.0
+    assert head.temperature == pytest.approx(expected)

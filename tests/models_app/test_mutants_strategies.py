@@ -13,11 +13,13 @@ from models_app.ml.strategies import (
     STRATEGIES,
     _kmeans,
     _unit,
+    class_balanced,
     cluster_margin,
     entropy,
     least_confidence,
     margin,
     rank,
+    spread,
     typicality,
     typiclust,
 )
@@ -122,28 +124,32 @@ def blobs(sizes=(6, 5, 4), spread=0.05):
     return np.array(points), middle
 
 
-def test_auto_is_typiclust_until_five_labels_a_class_then_margin():
+def test_auto_spreads_until_five_labels_a_class_then_balances_classes_by_margin():
     x, _ = blobs()
     proba = np.tile([[0.6, 0.4], [0.9, 0.1], [0.5, 0.5]], (5, 1))
     labeled = np.zeros(15, dtype=bool)
     labeled[:9] = True  # one short of 5 a class for 2 classes
+    derived = int(np.random.default_rng(1).integers(2**31))  # the seed rank passes on
 
-    def both(strategy):
-        return rank(strategy, embeddings=x, labeled=labeled, proba=proba, n_classes=2, seed=1)
+    def auto(**extra):
+        return rank(
+            "auto", embeddings=x, labeled=labeled, proba=proba, n_classes=2, seed=1, **extra
+        )
 
-    assert both("auto").tolist() == both("typiclust").tolist()
+    assert auto().tolist() == spread(x, labeled, 50, seed=derived).tolist()
     labeled[9] = True
-    assert both("auto").tolist() == both("margin").tolist()
+    # Warm, without label counts: the smallest margins.
+    assert auto().tolist() == rank("margin", embeddings=x, labeled=labeled, proba=proba).tolist()
+    # With them: class-balanced on the pool, labeled rows at 0.
+    counts = np.array([7, 3])
+    warm = auto(class_counts=counts)
+    assert warm[:10].tolist() == [0.0] * 10
+    assert warm[10:].tolist() == class_balanced(proba[10:], counts, 50).tolist()
     # No model yet: cold, however many labels.
     labeled[:] = True
     labeled[-3:] = False
     cold = rank("auto", embeddings=x, labeled=labeled, proba=None, n_classes=2, seed=1)
-    assert (
-        cold.tolist()
-        == rank(
-            "typiclust", embeddings=x, labeled=labeled, proba=None, n_classes=2, seed=1
-        ).tolist()
-    )
+    assert cold.tolist() == spread(x, labeled, 50, seed=derived).tolist()
 
 
 def test_typiclust_takes_the_centre_of_each_group_largest_first():
@@ -344,3 +350,138 @@ def test_cluster_margin_starts_the_round_with_the_most_uncertain_group():
     # Candidates 5, 4, 3 (one group) and 2 (the other): 5, 2, 4, 3 in turn.
     priority = cluster_margin(proba, embeddings, 2, candidates=2)
     assert priority[2:] == pytest.approx([5.0, 3.0, 4.0, 6.0])
+
+
+def apart(sizes=(8, 6, 3), spread=0.01):
+    """Three groups of rows: A along e1, B along e1 + 0.3 e2 (close to A: 0.29 apart
+    once unit length), C along e3 (far from both: about 1.41), each a centre point
+    (second in its group) and a ring around it. The points and each centre's index."""
+    directions = [np.array([1.0, 0, 0]), np.array([1.0, 0.3, 0]), np.array([0, 0, 1.0])]
+    points, middle = [], []
+    for direction, size in zip(directions, sizes, strict=True):
+        centre = direction / np.linalg.norm(direction)
+        across = np.linalg.svd(centre[None])[2][1:]  # two unit vectors across the centre
+        ring = [
+            centre + spread * (np.cos(a) * across[0] + np.sin(a) * across[1])
+            for a in 2 * math.pi * np.arange(size - 1) / (size - 1)
+        ]
+        middle.append(len(points) + 1)
+        points += [ring[0], centre, *ring[1:]]
+    return np.array(points), middle
+
+
+def test_spread_takes_the_largest_groups_centre_then_the_farthest():
+    x, middle = apart()
+    labeled = np.zeros(len(x), dtype=bool)
+    # 2 picks x 1.5 -> 3 clusters: A, B, C. A first (the largest), then C (1.41 from
+    # A) before B (0.29 from A), where typiclust would take B, the larger.
+    priority = spread(x, labeled, 2, clusters_per_pick=1.5, size_power=0.0)
+    assert [priority[m] for m in middle] == [3.0, pytest.approx(priority[middle[1]]), 2.0]
+    assert 0 < priority[middle[1]] <= 1.0
+    rest = np.delete(priority, [middle[0], middle[2]])
+    assert ((rest > 0) & (rest <= 1.0)).all()
+
+
+def test_spread_weighs_the_distance_by_the_cluster_size_to_a_power():
+    x, middle = apart()
+    labeled = np.zeros(len(x), dtype=bool)
+    # After A: B scores 0.29 x 6^3 = 63, C 1.41 x 3^3 = 38: B. At power 1, C (4.2 > 1.7).
+    priority = spread(x, labeled, 2, clusters_per_pick=1.5, size_power=3.0)
+    assert [priority[middle[0]], priority[middle[1]]] == [3.0, 2.0]
+    priority = spread(x, labeled, 2, clusters_per_pick=1.5, size_power=1.0)
+    assert [priority[middle[0]], priority[middle[2]]] == [3.0, 2.0]
+
+
+def test_spread_measures_from_the_labels_and_skips_their_clusters():
+    x, middle = apart()
+    labeled = np.zeros(len(x), dtype=bool)
+    labeled[middle[0] + 1] = True  # a label in A, not its centre
+    # (1 label + 1 pick) x 1.5 = 3 clusters; A is covered; C (1.41 from the label) goes
+    # before B (0.29 from it), though B is the larger.
+    priority = spread(x, labeled, 1, clusters_per_pick=1.5, size_power=0.0)
+    assert priority[middle[0] + 1] == -np.inf
+    assert priority[middle[2]] == 2.0
+    assert 0 < priority[middle[0]] <= 1.0
+    assert 0 < priority[middle[1]] <= 1.0
+    # Every cluster covered: no pick, typicality only.
+    labeled[[middle[1], middle[2]]] = True
+    # (3 + 1) x 1 clusters, held to 3: A, B and C, each with a label.
+    left = spread(x, labeled, 1, clusters_per_pick=1, size_power=0.0, max_clusters=3)
+    assert (left[~labeled] <= 1.0).all()
+
+
+# Five items, three classes: predicted 0, 0, 1, 2, 2; margins 0.9, 0.3, 0.7, 0.9, 0.5.
+BALANCE = np.array(
+    [
+        [0.5, 0.4, 0.1],
+        [0.8, 0.1, 0.1],
+        [0.3, 0.6, 0.1],
+        [0.2, 0.35, 0.45],
+        [0.1, 0.2, 0.7],
+    ]
+)
+
+
+def test_class_balanced_lifts_the_classes_with_fewest_labels_first():
+    # Labels 5, 2, 1: class 2 first (item 3, its smaller margin), then 1 and 2 tie at 2
+    # labels and the lower index goes (item 2), then class 2 again (item 4).
+    priority = class_balanced(BALANCE, np.array([5, 2, 1]), 3, share=1.0)
+    assert priority == pytest.approx([0.9, 0.3, 4.0, 5.0, 3.0])
+
+
+def test_class_balanced_gives_the_rest_of_the_batch_to_the_smallest_margins():
+    # Nothing shared out: the batch is the three smallest margins, ties in row order.
+    priority = class_balanced(BALANCE, np.array([5, 2, 1]), 3, share=0.0)
+    assert priority == pytest.approx([5.0, 0.3, 3.0, 4.0, 0.5])
+    # Half of 4: items 3 and 2 by class, then items 0 and 4 by margin.
+    priority = class_balanced(BALANCE, np.array([5, 2, 1]), 4, share=0.5)
+    assert priority == pytest.approx([4.0, 0.3, 5.0, 6.0, 3.0])
+
+
+def test_class_balanced_moves_on_when_a_class_has_no_predicted_items_left():
+    # Classes 0 and 1 have no labels: 0 (item 0), 1 (item 2), 0 (item 1); then both are
+    # out of items and class 2 gets item 3.
+    priority = class_balanced(BALANCE, np.array([0, 0, 5]), 4, share=1.0)
+    assert priority == pytest.approx([6.0, 4.0, 5.0, 3.0, 0.5])
+    # A batch larger than the pool takes everything.
+    assert sorted(class_balanced(BALANCE, np.array([0, 0, 0]), 9).tolist()) == [3, 4, 5, 6, 7]
+
+
+def test_spread_makes_four_clusters_a_pick_and_weighs_distance_alone_unless_told():
+    x, _ = uniform_case(n=90)
+    labeled = np.zeros(len(x), dtype=bool)
+    labeled[:2] = True
+    default = spread(x, labeled, 3, seed=0).tolist()
+    told = {"clusters_per_pick": 4.0, "size_power": 0.0, "max_clusters": 500}
+    assert default == spread(x, labeled, 3, seed=0, **told).tolist()
+    for change in ({"clusters_per_pick": 2.0}, {"size_power": 1.0}, {"max_clusters": 4}):
+        assert default != spread(x, labeled, 3, seed=0, **{**told, **change}).tolist(), change
+
+
+def test_class_balanced_shares_out_the_whole_batch_unless_told():
+    assert class_balanced(BALANCE, np.array([5, 2, 1]), 3) == pytest.approx(
+        [0.9, 0.3, 4.0, 5.0, 3.0]
+    )
+
+
+def test_class_balanced_counts_each_pick_as_one_label():
+    # Labels 0 and 1. Class 0 gets a pick and reaches 1 label, ties with class 1 and, the
+    # lower index, gets the next; only then class 1 (counting a pick as two labels would
+    # give class 1 the second pick).
+    proba = np.array([[0.6, 0.4], [0.9, 0.1], [0.3, 0.7], [0.2, 0.8]])
+    priority = class_balanced(proba, np.array([0, 1]), 3, share=1.0)
+    picks = [int(i) for i in np.argsort(-priority)[:3]]
+    assert picks == [0, 1, 2]
+
+
+def test_class_balanced_takes_ties_in_pool_order():
+    # Thirty items of two kinds, all predicted class 0: 0.55/0.45 (unsure) and 0.95/0.05
+    # (sure), interleaved at random. Half of a batch of ten by class, half by margin:
+    # either way the unsure come first, among equals the earlier in the pool.
+    unsure = np.random.default_rng(3).permutation([True] * 15 + [False] * 15)
+    proba = np.where(unsure[:, None], [0.55, 0.45], [0.95, 0.05])
+    expected = sorted(range(30), key=lambda i: (not unsure[i], i))[:10]
+    for share in (1.0, 0.5, 0.0):
+        priority = class_balanced(proba, np.array([0, 0]), 10, share=share)
+        assert [int(i) for i in np.argsort(-priority, kind="stable")[:10]] == expected, share
+        assert sorted(priority[expected], reverse=True) == list(priority[expected])

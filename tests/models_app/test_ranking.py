@@ -7,6 +7,7 @@ import numpy as np
 from labeling import services as labeling_services
 from labeling.models import Image
 from models_app import services, tasks
+from models_app.services.ranking import label_counts
 from tests.fashion import fashion_uploads, labeled_project
 
 CLASSES = ["Trouser", "Bag", "Sneaker"]
@@ -75,3 +76,9 @@ def test_new_images_get_the_active_models_suggestions_once_embedded(project, own
     assert not new.filter(suggested_class__isnull=False).exists()
     tasks.embed_chunk(services.embeddings_claim(limit=100, project=project))
     assert new.filter(suggested_class__in=version.class_ids).count() == 6
+
+
+def test_label_counts_are_in_the_models_class_order(project, owner, fashion):
+    version = _trained(project, owner, fashion, "auto")
+    counts = label_counts(project=project, class_ids=[*reversed(version.class_ids), 0])
+    assert counts.tolist() == [10, 10, 10, 0]

@@ -6,7 +6,14 @@ import pytest
 from django.test import Client
 
 from labeling import services
-from labeling.models import ClassMerge, ClassSplit, Image, LabelClass, TaxonomyChange
+from labeling.models import (
+    ClassMerge,
+    ClassSplit,
+    Image,
+    LabelClass,
+    SplitAssignment,
+    TaxonomyChange,
+)
 from tests.conftest import add_images
 
 
@@ -162,3 +169,34 @@ def test_the_pages_merge_undo_and_split(project, owner, classes, labeled):
     )
     classes[0].refresh_from_db()
     assert (classes[0].name, classes[0].key, classes[0].order) == ("Cat", "c", 3)
+
+
+@pytest.mark.parametrize(
+    "body, said",
+    [
+        ({"min_confidence": True}, "A valid number is required."),
+        ({"min_confidence": 1.5}, "Ensure this value is less than or equal to 1.0."),
+        ({"min_confidence": "high"}, "A valid number is required."),
+    ],
+)
+def test_a_bad_minimum_confidence_to_accept_is_refused_and_decides_nothing(
+    api, project, reviewer, classes, labeled, body, said
+):
+    split = services.label_class_split_start(
+        label_class=classes[2], names=["sparrow", "crow"], actor=reviewer
+    )
+    # A suggestion of full confidence: a JSON true read as 1 would accept it.
+    suggested = SplitAssignment.objects.create(
+        split=split,
+        image=labeled[4],
+        label_class=split.targets.first(),
+        kind=SplitAssignment.Kind.SUGGESTED,
+        confidence=1.0,
+    )
+    refused = api(reviewer).post(
+        f"/api/v1/projects/{project.pk}/splits/{split.pk}/accept/", body, format="json"
+    )
+    assert refused.status_code == 400
+    assert refused.json() == {"min_confidence": [said]}
+    suggested.refresh_from_db()
+    assert suggested.kind == SplitAssignment.Kind.SUGGESTED
