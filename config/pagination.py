@@ -1,3 +1,5 @@
+from functools import cache
+
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
@@ -9,6 +11,7 @@ class Pagination(PageNumberPagination):
     max_page_size = 500
 
 
+@cache  # one schema component per item serializer, however many views answer pages of it
 def paginated(serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
     """The schema of a page of `serializer_class` items, as `Pagination` answers."""
     return inline_serializer(

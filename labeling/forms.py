@@ -156,6 +156,36 @@ class SplitStartForm(forms.Form):
     )
 
 
+def _ids(data, name: str) -> list[int]:
+    raw = data.getlist(name) if hasattr(data, "getlist") else []
+    try:
+        return list(dict.fromkeys(int(value) for value in raw))
+    except ValueError:
+        raise forms.ValidationError("Image ids must be whole numbers.") from None
+
+
+class VerifyForm(forms.Form):
+    """A checked page of suggestions: every image shown, the ticked ones accepted."""
+
+    label_class = forms.IntegerField(
+        error_messages={
+            "required": "Choose the class whose suggestions you checked.",
+            "invalid": "Choose the class whose suggestions you checked.",
+        }
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        shown, accepted = _ids(self.data, "shown"), _ids(self.data, "accepted")
+        if not shown:
+            raise forms.ValidationError("The page showed no images: load it again.")
+        if not set(accepted) <= set(shown):
+            raise forms.ValidationError("Only images shown on the page can be accepted.")
+        cleaned["accepted"] = accepted
+        cleaned["rejected"] = [pk for pk in shown if pk not in set(accepted)]
+        return cleaned
+
+
 def error_messages(form: forms.Form) -> list[str]:
     """Every message of a form, field ones first, without the field names."""
     return [message for errors in form.errors.values() for message in errors]

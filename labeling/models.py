@@ -154,6 +154,9 @@ class Image(models.Model):
         LabelClass, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     confidence = models.FloatField(null=True, blank=True)
+    # The model version (its id) whose suggestion this is; a label accepted from the
+    # suggestion records it as its provenance.
+    suggested_by = models.PositiveIntegerField(null=True, blank=True)
     # Queue order among non-held-out images: higher is served sooner. Written by the
     # learner's query strategy.
     priority = models.FloatField(default=0.0)
@@ -251,6 +254,11 @@ class Annotation(models.Model):
         UNMERGE = "unmerge", "Restored by undoing a merge"
         SPLIT = "split", "Moved by a class split"
 
+    class Origin(models.TextChoices):
+        CHOSEN = "chosen", "Chosen by the annotator"
+        SUGGESTION = "suggestion", "Accepted suggestion"
+        VERIFIED = "verified", "Accepted suggestion, in bulk"
+
     image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="annotations")
     label_class = models.ForeignKey(
         LabelClass, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
@@ -269,6 +277,12 @@ class Annotation(models.Model):
         related_name="reverted_by",
         help_text="The annotation this row undoes.",
     )
+    # How the annotator came to this class: chosen with the model's suggestion absent or
+    # different, the shown suggestion accepted on the labeling page, or accepted in a page
+    # of suggestions checked at a glance. With a suggestion: its version and confidence.
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.CHOSEN)
+    suggested_by = models.PositiveIntegerField(null=True, blank=True)
+    suggestion_confidence = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -283,14 +297,41 @@ class Annotation(models.Model):
         return f"{self.image_id} -> {self.label_class or 'unlabeled'}"
 
 
+class SuggestionRejection(models.Model):
+    """An annotator unticked the model's suggestion for an image on the bulk page: the
+    image is not of that class. The queue's ranking reads it as evidence (the class's
+    probability set to zero and the rest renormalised), so the image gets its next most
+    likely class as suggestion and never comes back to a page of the rejected class."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="rejections")
+    label_class = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    suggested_by = models.PositiveIntegerField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "label_class"], name="suggestion_rejection_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image_id} is not {self.label_class_id}"
+
+
 class TagAnnotation(models.Model):
     """One tag's state on one image in a multi-label project: present or absent, as an
-        annotator said it. Rows are only ever added; `is_current` marks the one in force. An
-        image with no row in force for a tag has not been looked at for it, so "absent" is
-        never guessed from silence; a row in force with state `unset` records an undo back
-        to that. The rows one save wrote share its `save_id`, so undo takes back the save. An
-    image counts as labeled (`Image.tagged`) while a full save of its tags (action `save`)
-    stands that no undo has taken back."""
+    annotator said it. Rows are only ever added; `is_current` marks the one in force. An
+    image with no row in force for a tag has not been looked at for it, so "absent" is
+    never guessed from silence; a row in force with state `unset` records an undo back
+    to that. The rows one save wrote share its `save_id`, so undo takes back the save.
+    An image counts as labeled (`Image.tagged`) while a full save of its tags (action
+    `save`) stands that no undo has taken back."""
 
     class State(models.TextChoices):
         PRESENT = "present", "Present"

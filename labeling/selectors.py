@@ -8,7 +8,8 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
 
 from labeling.filters import ImageFilter
 from labeling.models import (
@@ -20,6 +21,7 @@ from labeling.models import (
     Membership,
     Project,
     SplitAssignment,
+    SuggestionRejection,
     TagAnnotation,
     TaxonomyChange,
     Webhook,
@@ -196,6 +198,50 @@ def queue_order(*, project: Project) -> QueueOrder:
         "random",
         "Images are served in random order until they are embedded and ranked "
         "(a minute or two after an upload).",
+    )
+
+
+def suggestions_pending(*, project: Project, user: AbstractBaseUser) -> QuerySet[Image]:
+    """Images of `project` waiting for a label that carry the model's suggestion, in the
+    dataset and not held by another annotator's labeling page: what the bulk page can
+    show `user`."""
+    free = Q(reserved_until__isnull=True) | Q(reserved_until__lte=timezone.now())
+    return Image.objects.filter(
+        free | Q(reserved_by=user),
+        Image.UNLABELED,
+        project=project,
+        status=Image.Status.ACTIVE,
+        suggested_class__isnull=False,
+    )
+
+
+def suggestion_counts(*, project: Project, user: AbstractBaseUser) -> dict[int, int]:
+    """How many images the bulk page can show `user` for each suggested class, by id."""
+    return dict(
+        suggestions_pending(project=project, user=user)
+        .values_list("suggested_class")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+
+
+def suggestion_list(
+    *, project: Project, label_class: LabelClass, user: AbstractBaseUser
+) -> QuerySet[Image]:
+    """The images the model says are `label_class`, most confident first."""
+    return (
+        suggestions_pending(project=project, user=user)
+        .filter(suggested_class=label_class)
+        .order_by(F("confidence").desc(nulls_last=True), "id")
+    )
+
+
+def suggestion_rejections(*, project: Project) -> list[tuple[int, int]]:
+    """(image id, class id) of every suggestion rejected in `project`."""
+    return list(
+        SuggestionRejection.objects.filter(image__project=project).values_list(
+            "image_id", "label_class_id"
+        )
     )
 
 

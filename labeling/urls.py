@@ -56,6 +56,8 @@ urlpatterns = [
         views.webhook_ping,
         name="webhook-ping",
     ),
+    path("projects/<int:project_id>/verify/", views.verify_page, name="verify"),
+    path("projects/<int:project_id>/verify/accept/", views.verify_accept, name="verify-accept"),
     path("projects/<int:project_id>/images/", views.image_grid, name="grid"),
     path("projects/<int:project_id>/images/assign/", views.grid_assign, name="grid-assign"),
     path(

@@ -43,7 +43,7 @@ from labeling.services import (
     project_create,
     upload_limits,
 )
-from models_app import archive_numbers, archive_tags
+from models_app import archive_numbers, archive_provenance, archive_tags
 from models_app.models import LearnerSettings, ModelVersion
 from models_app.services import backbone_key
 
@@ -100,9 +100,13 @@ def project_document(*, project: Project) -> dict:
         .order_by("number")
     )
     learner = LearnerSettings.objects.filter(project=project).first()
+    refs = (image_ref, annotation_ref, class_ref)
     return {
         "format": FORMAT,
         "version": VERSION,
+        "provenance": archive_provenance.provenance_document(
+            project=project, versions=versions, images=images, annotations=annotations, refs=refs
+        ),
         "project": {
             "name": project.name,
             "description": project.description,
@@ -333,10 +337,13 @@ def _import(archive: BinaryIO, user, name: str | None, stored: list[str]) -> Pro
         users = _users(document)
         classes = _classes(project, document["classes"])
         images = _images(project, zipped, document["images"], classes, user, users, limits, stored)
-        _annotations(document["annotations"], images, classes, users)
+        annotations = _annotations(document["annotations"], images, classes, users)
         archive_tags.tags_import(document, project, images, classes, check=_checked, time=_time)
         _taxonomy(project, document["taxonomy"], classes, users, document["version"])
         _versions(project, zipped, document["model_versions"], classes, users, stored)
+        archive_provenance.provenance_import(
+            document, project, images, annotations, classes, users, time=_time
+        )
     except KeyError as error:
         raise ValidationError(
             f"The archive's project.json is incomplete: a row has no {error.args[0]!r}."
@@ -351,28 +358,6 @@ def _import(archive: BinaryIO, user, name: str | None, stored: list[str]) -> Pro
         raise ValidationError(f"The archive is damaged: {error}") from None
     images_embedding_request(project=project)
     return project
-
-
-class _Made:
-    """The rows made so far by the archive's refs; a ref twice, or to nothing, refused."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-        self.rows: dict = {}
-
-    def add(self, ref, row) -> None:
-        if not archive_numbers.whole_number(ref) or ref in self.rows:
-            raise ValidationError(f"The archive holds {self.kind} {ref!r} twice or unnumbered.")
-        self.rows[ref] = row
-
-    def __getitem__(self, ref):
-        if ref is None:
-            return None
-        if not archive_numbers.whole_number(ref) or ref not in self.rows:
-            raise ValidationError(
-                f"The archive refers to {self.kind} {ref!r}, which it does not define."
-            )
-        return self.rows[ref]
 
 
 def _checked(instance: models.Model, what: str) -> models.Model:
@@ -426,9 +411,9 @@ def _users(document: dict) -> dict[str, AbstractBaseUser]:
     }
 
 
-def _classes(project: Project, rows: Iterable[dict]) -> _Made:
+def _classes(project: Project, rows: Iterable[dict]) -> archive_numbers.Made:
     rows = list(rows)
-    created = _Made("class")
+    created = archive_numbers.Made("class")
     for row in rows:
         label_class = LabelClass(project=project, **{f: row[f] for f in CLASS_FIELDS})
         archive_numbers.booleans_refused(label_class, f"Class {row['name']!r}")
@@ -450,8 +435,8 @@ def _classes(project: Project, rows: Iterable[dict]) -> _Made:
     return created
 
 
-def _images(project, zipped, rows, classes, user, users, limits, stored) -> _Made:
-    created = _Made("image")
+def _images(project, zipped, rows, classes, user, users, limits, stored) -> archive_numbers.Made:
+    created = archive_numbers.Made("image")
     hashes: set[str] = set()
     for row in rows:
         try:
@@ -508,8 +493,8 @@ def _images(project, zipped, rows, classes, user, users, limits, stored) -> _Mad
     return created
 
 
-def _annotations(rows, images, classes, users) -> None:
-    created = _Made("label")
+def _annotations(rows, images, classes, users) -> archive_numbers.Made:
+    created = archive_numbers.Made("label")
     for row in rows:
         what = f"Label {row['ref']!r}"
         annotation = _checked(
@@ -527,6 +512,7 @@ def _annotations(rows, images, classes, users) -> None:
         annotation.save()
         Annotation.objects.filter(pk=annotation.pk).update(created_at=created_at)
         created.add(row["ref"], annotation)
+    return created
 
 
 def _taxonomy(project, rows, classes, users, version: int) -> None:

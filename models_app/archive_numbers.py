@@ -55,3 +55,25 @@ def booleans_refused(instance: ModelT, what: str) -> ModelT:
                 f"{what}: {field.name} is {json.dumps(value)}, a boolean, not a number."
             )
     return instance
+
+
+class Made:
+    """The rows made so far by the archive's refs; a ref twice, or to nothing, refused."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.rows: dict = {}
+
+    def add(self, ref, row) -> None:
+        if not whole_number(ref) or ref in self.rows:
+            raise ValidationError(f"The archive holds {self.kind} {ref!r} twice or unnumbered.")
+        self.rows[ref] = row
+
+    def __getitem__(self, ref):
+        if ref is None:
+            return None
+        if not whole_number(ref) or ref not in self.rows:
+            raise ValidationError(
+                f"The archive refers to {self.kind} {ref!r}, which it does not define."
+            )
+        return self.rows[ref]

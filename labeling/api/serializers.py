@@ -52,6 +52,7 @@ class ImageOutput(serializers.ModelSerializer):
             "tagged",
             "suggested_class",
             "confidence",
+            "suggested_by",
             "created_at",
             "file_url",
             "thumbnail_url",
@@ -87,6 +88,9 @@ class AnnotationOutput(serializers.ModelSerializer):
             "action",
             "is_current",
             "reverts",
+            "origin",
+            "suggested_by",
+            "suggestion_confidence",
         ]
 
 

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
-from labeling.api import tag_exchange, tags, views, webhooks
+from labeling.api import suggestions, tag_exchange, tags, views, webhooks
 
 P = "projects/<int:project_id>"
 
@@ -40,6 +40,8 @@ urlpatterns = [
     path(f"{P}/tags/import/", tag_exchange.TagsImportApi.as_view(), name="tags-import"),
     path(f"{P}/annotations/undo/", views.AnnotationUndoApi.as_view(), name="annotation-undo"),
     path(f"{P}/queue/next/", views.QueueNextApi.as_view(), name="queue-next"),
+    path(f"{P}/suggestions/", suggestions.SuggestionListApi.as_view(), name="suggestion-list"),
+    path(f"{P}/suggestions/verify/", suggestions.VerifyApi.as_view(), name="suggestion-verify"),
     path(f"{P}/webhooks/", webhooks.WebhookListApi.as_view(), name="webhook-list"),
     path(
         f"{P}/webhooks/<int:webhook_id>/",

@@ -1,8 +1,9 @@
 """Writes to the dataset, one module per domain: projects (and members), classes,
 images (ingest), annotations (labels, undo, review decisions, the learner's
-suggestions), tags (multi-label projects: each tag's state per image), taxonomy (merge
-and split), the queue, and webhooks. Each function is one transaction unless its
-docstring says why not; the public names are importable from here.
+suggestions), suggestions (verified in bulk), tags (multi-label projects: each tag's
+state per image), taxonomy (merge and split), the queue, and webhooks. Each function
+is one transaction unless its docstring says why not; the public names are importable
+from here.
 
 Callers (views, API views, admin actions, commands, tasks) check access first with
 `labeling.access`; these functions trust that the actor may do what is asked.
@@ -46,6 +47,7 @@ from labeling.services.queue import (
     queue_release,
     queue_reserve,
 )
+from labeling.services.suggestions import VERIFY_MAX, VerifyResult, suggestions_verify
 from labeling.services.tag_exchange import (
     TagImportResult,
     project_tags_export,
@@ -85,6 +87,8 @@ __all__ = [
     "Suggestion",
     "TagImportResult",
     "Upload",
+    "VERIFY_MAX",
+    "VerifyResult",
     "annotation_create",
     "annotation_undo_last",
     "annotations_bulk_create",
@@ -118,6 +122,7 @@ __all__ = [
     "split_assign",
     "split_for",
     "split_suggestions_write",
+    "suggestions_verify",
     "upload_limits",
     "label_milestones_check",
     "webhook_create",

@@ -25,13 +25,18 @@ from labeling.services.webhooks import labels_added
 
 @transaction.atomic
 def annotation_create(
-    *, image: Image, label_class: LabelClass, annotator: AbstractBaseUser | None
+    *,
+    image: Image,
+    label_class: LabelClass,
+    annotator: AbstractBaseUser | None,
+    origin: str = Annotation.Origin.CHOSEN,
 ) -> Annotation:
     """Give `image` the label `label_class`, adding a history row; earlier rows stay.
 
     Idempotent: labeling an image with the class it already has adds nothing, so a
     double key press or a retried request leaves one row. Releases the image's queue
-    reservation.
+    reservation. `origin` says how the class was chosen; a label that accepts the
+    model's suggestion records the suggestion's version and confidence.
     """
     project_require_kind(project=image.project, kind=Project.Kind.SINGLE)
     if label_class.project_id != image.project_id:
@@ -51,8 +56,17 @@ def annotation_create(
         if current:
             current.is_current = False
             current.save(update_fields=["is_current"])
+        # The suggestion's provenance, while it is still the image's suggestion (a
+        # retrain may have changed it since the page was shown).
+        still = origin != Annotation.Origin.CHOSEN and image.suggested_class_id == label_class.pk
         annotation = Annotation.objects.create(
-            image=image, label_class=label_class, annotator=annotator, is_current=True
+            image=image,
+            label_class=label_class,
+            annotator=annotator,
+            is_current=True,
+            origin=origin,
+            suggested_by=image.suggested_by if still else None,
+            suggestion_confidence=image.confidence if still else None,
         )
     was_unlabeled = image.label_id is None
     image.label = label_class
@@ -200,14 +214,15 @@ class Suggestion:
     class_id: int | None
     confidence: float | None
     priority: float
+    version_id: int | None = None  # the model version whose suggestion it is
 
 
-_SUGGESTION_FIELDS = ("suggested_class", "confidence", "priority", "id", "project")
+_SUGGESTION_FIELDS = ("suggested_class", "confidence", "suggested_by", "priority", "id", "project")
 
 
 def image_suggestions_write(*, project: Project, suggestions: Sequence[Suggestion]) -> int:
-    """Store the learner's suggested class, confidence and queue priority for images of
-    `project`. Called by the learner after scoring; rows of other projects are ignored.
+    """Store the learner's suggested class, confidence, version and queue priority for
+    images of `project`. Called by the learner after scoring; rows of other projects are ignored.
 
     One parameterised UPDATE run for many rows (`executemany`), in transactions of
     5,000 rows that keep locks short: Django's bulk_update builds a CASE expression per
@@ -217,7 +232,8 @@ def image_suggestions_write(*, project: Project, suggestions: Sequence[Suggestio
     column = {name: quote(Image._meta.get_field(name).column) for name in _SUGGESTION_FIELDS}
     sql = (
         f"UPDATE {quote(Image._meta.db_table)} SET {column['suggested_class']} = %s, "
-        f"{column['confidence']} = %s, {column['priority']} = %s "
+        f"{column['confidence']} = %s, {column['suggested_by']} = %s, "
+        f"{column['priority']} = %s "
         f"WHERE {column['id']} = %s AND {column['project']} = %s"
     )
     written = 0
@@ -230,7 +246,7 @@ def image_suggestions_write(*, project: Project, suggestions: Sequence[Suggestio
                 ).values_list("id", flat=True)
             )
             rows = [
-                (s.class_id, s.confidence, s.priority, s.image_id, project.pk)
+                (s.class_id, s.confidence, s.version_id, s.priority, s.image_id, project.pk)
                 for s in chunk
                 if s.image_id in mine
             ]

@@ -29,9 +29,12 @@ from labeling.views.taxonomy import (
     split_start,
     taxonomy_history,
 )
+from labeling.views.verify import verify_accept, verify_page
 from labeling.views.webhooks import webhook_delete, webhook_ping, webhook_update, webhooks_page
 
 __all__ = [
+    "verify_accept",
+    "verify_page",
     "class_update",
     "classes_merge",
     "classes_page",

@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import access, selectors, services
-from labeling.models import Image, Project
+from labeling.models import Annotation, Image, Project
 from labeling.views.responses import error_message, partial
 
 _SKIPPED = "skipped-{}"
@@ -79,7 +79,14 @@ def label_image(request: HttpRequest, project_id: int, image_id: int) -> HttpRes
             project_id=project_id,
             class_id=int(request.POST.get("label_class", "")),
         )
-        services.annotation_create(image=image, label_class=label_class, annotator=request.user)
+        # The page showed the model's suggestion: choosing it is accepting it.
+        accepted = label_class.pk == image.suggested_class_id
+        services.annotation_create(
+            image=image,
+            label_class=label_class,
+            annotator=request.user,
+            origin=Annotation.Origin.SUGGESTION if accepted else Annotation.Origin.CHOSEN,
+        )
     except (ValueError, ValidationError) as error:
         messages.error(request, error_message(error))
     return _render_panel(request, image.project)

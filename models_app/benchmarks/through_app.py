@@ -21,7 +21,7 @@ from django_q.conf import Conf
 
 from labeling import services as labeling_services
 from labeling.datasets import FASHION_MNIST_CLASSES
-from labeling.models import Annotation, Image, Project
+from labeling.models import Annotation, Image, Project, SuggestionRejection
 from models_app import services
 from models_app.benchmarks.cache import EmbeddingCache
 from models_app.benchmarks.simulation import BenchmarkError, Curve, accuracy, labels_to_find_all
@@ -134,12 +134,15 @@ class Pool:
     def reset(self, strategy: str, first_batch: int) -> None:
         """Back to zero labels, keeping the images and their embeddings."""
         Annotation.objects.filter(image__project=self.project).delete()
+        SuggestionRejection.objects.filter(image__project=self.project).delete()
         ModelVersion.objects.filter(project=self.project).delete()
         Image.objects.filter(project=self.project).update(
             label=None,
             split=Image.Split.UNASSIGNED,
             priority=0.0,
             suggested_class=None,
+            suggested_by=None,
+            in_queue=True,
             confidence=None,
             reserved_by=None,
             reserved_until=None,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from labeling.models import Image, Project
-from labeling.selectors import project_counts
+from labeling.selectors import project_counts, suggestion_rejections
 from labeling.services import Suggestion, image_suggestions_write
 from models_app.ml.head import (
     predict_proba,
@@ -29,12 +29,15 @@ def queue_rank(
     proba_for: Callable[[list[int]], np.ndarray] | None = None,
     class_ids: list[int] | None = None,
     seed: int | None = None,
+    version_id: int | None = None,
 ) -> int:
     """Rank the unlabeled, embedded images of `project` with its query strategy and
     store each one's queue priority, and, given a model (`proba_for` and the classes
-    its outputs are), its suggested class and confidence. Without a model this is the
-    cold start: typical, diverse images first (or random, as the strategy says).
-    Returns how many images were ranked."""
+    its outputs are, `version_id` the version it is), its suggested class and
+    confidence. A class rejected for an image on the bulk page is evidence: its
+    probability is set to zero and the rest renormalised before ranking and suggesting.
+    Without a model this is the cold start: typical, diverse images first (or random,
+    as the strategy says). Returns how many images were ranked."""
     embeddings = embeddings or project_embeddings(project=project)
     learner = learner_settings(project=project)
     labeled_ids = set(
@@ -48,6 +51,7 @@ def queue_rank(
     if proba_for is not None:
         proba = np.zeros((len(labeled), len(class_ids)), dtype=np.float32)
         proba[~labeled] = proba_for(pool_ids)
+        rejections_apply(proba, embeddings.ids.tolist(), class_ids, project=project)
         class_counts = label_counts(project=project, class_ids=class_ids)
     priority = rank(
         learner.strategy,
@@ -74,10 +78,37 @@ def queue_rank(
                 class_id=class_ids[int(best[i])],
                 confidence=float(confidence[i]),
                 priority=float(priority[i]),
+                version_id=version_id,
             )
             for i, pk in enumerate(pool_ids)
         ]
     return image_suggestions_write(project=project, suggestions=suggestions)
+
+
+def rejections_apply(
+    proba: np.ndarray, image_ids: list[int], class_ids: list[int], *, project: Project
+) -> None:
+    """Condition each row of `proba` (one per image of `image_ids`, columns
+    `class_ids`) on the classes rejected for its image, in place: those are set to
+    zero and the row renormalised. A row left with nothing (every class rejected) is
+    spread evenly over its classes, the model having nothing left to say."""
+    row_of = {pk: i for i, pk in enumerate(image_ids)}
+    column_of = {pk: j for j, pk in enumerate(class_ids)}
+    pairs = [
+        (row_of[image], column_of[label_class])
+        for image, label_class in suggestion_rejections(project=project)
+        if image in row_of and label_class in column_of
+    ]
+    if not pairs:
+        return
+    rows, columns = np.asarray(pairs).T
+    proba[rows, columns] = 0.0
+    touched = np.unique(rows)
+    totals = proba[touched].sum(axis=1, keepdims=True)
+    empty = totals[:, 0] <= 0
+    proba[touched] = np.where(totals > 0, proba[touched] / np.maximum(totals, 1e-12), 0.0)
+    if empty.any():
+        proba[touched[empty]] = 1.0 / proba.shape[1]
 
 
 def label_counts(*, project: Project, class_ids: list[int]) -> np.ndarray:
@@ -119,4 +150,5 @@ def queue_rerank(*, project: Project, seed: int | None = None) -> int:
         proba_for=lambda ids: predict_proba(head, embeddings.of(ids), device=device),
         class_ids=active.class_ids,
         seed=seed,
+        version_id=active.pk,
     )

@@ -335,6 +335,7 @@ def _train(version: ModelVersion) -> dict:
         proba_for=proba_for,
         class_ids=data.class_ids,
         seed=ranking_seed(project=project),
+        version_id=version.pk,
     )
     return {
         "class_ids": data.class_ids,

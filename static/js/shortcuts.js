@@ -1,4 +1,4 @@
-// Keyboard shortcuts for the labeling page and the image grid. htmx makes the requests;
+// Keyboard shortcuts for the labeling page, the image grid and the verify page. htmx makes the requests;
 // this only turns key presses into clicks and selections.
 (function () {
   "use strict";
@@ -16,6 +16,7 @@
   // the button's attributes; one at a time, the next allowed as soon as a panel lands.
   let busy = false;
   document.addEventListener("htmx:afterSwap", () => { busy = false; });
+  document.addEventListener("htmx:sendError", () => { busy = false; });
 
   function send(button) {
     if (busy) return;
@@ -85,20 +86,43 @@
     return n < 0 ? boxes.length : n;
   }
 
-  function gridKeys(event, grid) {
-    const boxes = Array.from(grid.querySelectorAll('.tile input[type="checkbox"]'));
-    if (!boxes.length) return;
+  // Tiles of the grid and of the verify page: arrow keys move between them (Space, the
+  // checkbox's own key, ticks), Shift+A ticks or unticks all. True when it was one.
+  function tileKeys(event, root, boxes) {
     const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(boxes), ArrowUp: -columns(boxes) };
     if (event.key in moves) {
       const i = boxes.indexOf(document.activeElement);
       const j = i < 0 ? 0 : Math.max(0, Math.min(boxes.length - 1, i + moves[event.key]));
       boxes[j].focus();
-      event.preventDefault();
     } else if (event.shiftKey && event.key.toLowerCase() === "a") {
       const all = boxes.every((b) => b.checked);
       boxes.forEach((b) => { b.checked = !all; });
+    } else {
+      return false;
+    }
+    event.preventDefault();
+    return true;
+  }
+
+  // The verify page: Enter accepts the ticked suggestions (once: a held key does not
+  // accept the next page unseen).
+  function verifyKeys(event, panel) {
+    const boxes = Array.from(panel.querySelectorAll('.tile input[type="checkbox"]'));
+    if (!boxes.length || tileKeys(event, panel, boxes)) return;
+    if (event.key === "Enter" && !event.ctrlKey && !event.shiftKey) {
       event.preventDefault();
-    } else if (!event.ctrlKey && !event.shiftKey && event.key.length === 1 && event.key !== " ") {
+      const form = panel.querySelector("#verify-form");
+      if (form && !event.repeat && !busy) {
+        busy = true;
+        form.requestSubmit();
+      }
+    }
+  }
+
+  function gridKeys(event, grid) {
+    const boxes = Array.from(grid.querySelectorAll('.tile input[type="checkbox"]'));
+    if (!boxes.length || tileKeys(event, grid, boxes)) return;
+    if (!event.ctrlKey && !event.shiftKey && event.key.length === 1 && event.key !== " ") {
       const key = CSS.escape(event.key.toLowerCase());
       const option = grid.querySelector('#assign-class option[data-key="' + key + '"]');
       if (option && boxes.some((b) => b.checked)) {
@@ -163,6 +187,8 @@
     if (panel) return labelKeys(event, panel);
     const grid = document.querySelector('[data-shortcuts="grid"]');
     if (grid) return gridKeys(event, grid);
+    const verify = document.querySelector('[data-shortcuts="verify"]');
+    if (verify) return verifyKeys(event, verify);
     if (lists().length) return cardKeys(event);
   });
 })();

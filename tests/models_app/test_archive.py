@@ -27,6 +27,7 @@ from django.db import models
 from feedback import services as feedback_services
 from labeling import services as labeling_services
 from labeling.models import Annotation, Image, LabelClass, Project, TaxonomyChange
+from labeling.models import SuggestionRejection as Rejection
 from models_app import services
 from models_app.archive import (
     imported_model_missing,
@@ -57,6 +58,8 @@ def stored_rows(project: Project) -> dict[str, list[dict]]:
     annotations = list(Annotation.objects.filter(image__project=project).order_by("id"))
     position = {a.pk: n for n, a in enumerate(annotations)}
     users = dict(User.objects.values_list("pk", User.USERNAME_FIELD))
+    # A suggestion's version by its number: ids change on import.
+    numbers = dict(ModelVersion.objects.filter(project=project).values_list("pk", "number"))
 
     def class_name(pk):
         return classes[int(pk)] if pk is not None else None
@@ -122,6 +125,7 @@ def stored_rows(project: Project) -> dict[str, list[dict]]:
         },
         (ModelVersion, "metrics"): metrics,
         (TaxonomyChange, "details"): details,
+        **{(model, "suggested_by"): numbers.get for model in (Image, Annotation, Rejection)},
     }
 
     def row(instance: models.Model) -> dict:
@@ -153,6 +157,9 @@ def stored_rows(project: Project) -> dict[str, list[dict]]:
             key=lambda r: r["content_hash"],
         ),
         "annotations": [row(a) for a in annotations],
+        "rejections": [
+            row(r) for r in Rejection.objects.filter(image__project=project).order_by("id")
+        ],
         "taxonomy": [
             row(t)
             for t in TaxonomyChange.objects.filter(project=project).order_by("created_at", "id")
@@ -207,6 +214,19 @@ def rich_project(project, owner, reviewer, fashion):
         split=split, image_ids=[sneaker.pk], label_class=split.targets.get(name="Low")
     )
     labeling_services.label_class_split_finish(split=split, actor=owner)
+    # One suggestion accepted in bulk, one rejected (their version and confidence).
+    waiting = Image.objects.filter(
+        project=project, label__isnull=True, suggested_class__is_active=True
+    )
+    first, second = waiting.order_by("id")[:2]
+    for image, accepted in ((first, [first.pk]), (second, [])):
+        labeling_services.suggestions_verify(
+            project=project,
+            label_class=image.suggested_class,
+            accepted_ids=accepted,
+            rejected_ids=[] if accepted else [image.pk],
+            annotator=reviewer,
+        )
     return project
 
 
